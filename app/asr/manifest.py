@@ -1,0 +1,183 @@
+"""The model bundle schema, shared by `export/` (which writes it) and the server (which reads it).
+
+A bundle is a directory holding `manifest.json`, one ONNX file per precision and side files
+(ASG transitions, n-gram LM, lexicon). Everything the runtime needs to turn audio into text
+is in the manifest, so the server hard-codes no sample rate, stride, blank or tensor name.
+
+Acoustic ONNX graphs take `waveform` `[B, N]` float32 at `sample_rate` and return
+`emissions` `[B, T, V]`. Output frame `t` depends only on padded input samples
+`[t * frame_stride, t * frame_stride + receptive_field)` when `context == "exact"`
+(convolutional models): then long files and streams are computed window by window with
+exactly the context each frame needs, and equal the one-pass result. Attention models
+(`context == "full"`) see the whole input and are windowed with overlap instead.
+
+Language-model graphs (`kind == "lm"`) take `tokens` `[B, T]` int64 and one memory tensor
+per layer and return `logits` `[B, T, V]` and the new memories (see `app.asr.rescoring`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from app.asr.tokens import TokenTable
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+Kind = Literal["acoustic", "lm"]
+Architecture = Literal["wav2letter", "wav2vec2", "transformer_xl"]
+Criterion = Literal["ctc", "asg"]
+Precision = Literal["fp32", "int8", "fp16"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "int8", "fp16")
+
+
+class ManifestError(ValueError):
+    """A bundle's manifest is missing, malformed, of an unknown version, or its files fail checks."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DecodingDefaults:
+    """Decoder settings the bundle was tuned with; requests may override them."""
+
+    decoder: Literal["greedy", "beam"] = "greedy"
+    beam_size: int = 16
+    lm: str | None = None  # ARPA file inside the bundle
+    lexicon: str | None = None  # word list with spellings inside the bundle
+    lm_weight: float = 0.5
+    word_score: float = 0.0
+    silence_score: float = 0.0
+    rescore_alpha: float = 0.5
+    rescore_beta: float = 0.0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    kind: Kind
+    architecture: Architecture
+    tokens: TokenTable
+    files: dict[str, FileEntry]  # precision -> ONNX file
+    criterion: Criterion | None = None
+    transitions: str | None = None  # `.npy` file `[V, V]`, transitions[next, prev] (ASG)
+    sample_rate: int = 16000
+    frame_stride: int = 320  # input samples per output frame
+    receptive_field: int = 400  # input samples one output frame depends on (exact context)
+    left_pad: int = 0  # zeros the runtime prepends before the first window
+    right_pad: int = 0  # zeros the runtime appends after the last window
+    context: Literal["exact", "full"] = "exact"
+    input_normalize: bool = False  # zero-mean unit-variance per utterance, done in the graph
+    min_samples: int = 400  # shortest input the graph accepts (the runtime pads up to it)
+    side_files: dict[str, FileEntry] = field(default_factory=dict)
+    decoding: DecodingDefaults = field(default_factory=DecodingDefaults)
+    parity: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # architecture details (LM sizes ...)
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tokens"] = self.tokens.to_json()
+        return data
+
+    def write(self, directory: Path) -> Path:
+        path = directory / MANIFEST_NAME
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        if not isinstance(data, dict):
+            raise ManifestError("manifest must be a JSON object")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ManifestError(f"unknown bundle format_version {version!r} (this server reads {FORMAT_VERSION})")
+        try:
+            data = dict(data)
+            tok = data.pop("tokens")
+            tokens = TokenTable(
+                tokens=tuple(tok["tokens"]),
+                word_separator=tok.get("word_separator", "|"),
+                blank=tok.get("blank"),
+                repetition_labels=int(tok.get("repetition_labels", 0)),
+            )
+            files = {k: FileEntry(**v) for k, v in data.pop("files").items()}
+            side = {k: FileEntry(**v) for k, v in data.pop("side_files", {}).items()}
+            decoding = DecodingDefaults(**data.pop("decoding", {}))
+            manifest = cls(tokens=tokens, files=files, side_files=side, decoding=decoding, **data)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ManifestError(f"malformed manifest: {e}") from e
+        manifest.validate()
+        return manifest
+
+    def validate(self) -> None:
+        if self.kind not in ("acoustic", "lm"):
+            raise ManifestError(f"unknown kind {self.kind!r}")
+        if self.architecture not in ("wav2letter", "wav2vec2", "transformer_xl"):
+            raise ManifestError(f"unknown architecture {self.architecture!r}")
+        if not self.files or "fp32" not in self.files:
+            raise ManifestError("manifest lists no fp32 ONNX file")
+        for precision in self.files:
+            if precision not in PRECISIONS:
+                raise ManifestError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+        if self.kind == "acoustic":
+            if self.criterion not in ("ctc", "asg"):
+                raise ManifestError(f"unknown criterion {self.criterion!r}; expected 'ctc' or 'asg'")
+            if self.criterion == "ctc" and self.tokens.blank is None:
+                raise ManifestError("a CTC bundle must name its blank token")
+            if self.criterion == "asg" and not self.transitions:
+                raise ManifestError("an ASG bundle must name its transitions file")
+            if self.frame_stride <= 0 or self.receptive_field <= 0 or self.sample_rate <= 0:
+                raise ManifestError("frame_stride, receptive_field and sample_rate must be positive")
+
+    @classmethod
+    def load(cls, directory: Path, *, verify: bool = True) -> Manifest:
+        """Read and validate `directory/manifest.json`; with `verify`, check every sha256."""
+        path = directory / MANIFEST_NAME
+        if not path.is_file():
+            raise ManifestError(f"{path}: no manifest.json")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ManifestError(f"{path}: not valid JSON ({e})") from e
+        try:
+            manifest = cls.from_json(data)
+        except ManifestError as e:
+            raise ManifestError(f"{path}: {e}") from e
+        if verify:
+            manifest.verify_files(directory)
+        return manifest
+
+    def verify_files(self, directory: Path) -> None:
+        root = directory.resolve()
+        for entry in [*self.files.values(), *self.side_files.values()]:
+            file = (directory / entry.path).resolve()
+            if root not in file.parents:
+                raise ManifestError(f"{directory}: file {entry.path!r} lies outside the bundle")
+            if not file.is_file():
+                raise ManifestError(f"{file}: listed in the manifest but missing")
+            actual = sha256_file(file)
+            if actual != entry.sha256:
+                raise ManifestError(f"{file}: sha256 mismatch (manifest {entry.sha256[:12]}..., file {actual[:12]}...)")
+        if self.transitions and self.transitions not in self.side_files:
+            raise ManifestError(f"{directory}: transitions file {self.transitions!r} is not listed in side_files")
+
+
+def file_entry(directory: Path, name: str) -> FileEntry:
+    return FileEntry(path=name, sha256=sha256_file(directory / name))

@@ -1,0 +1,1 @@
+"""PyTorch model definitions, criteria and training recipes. Torch lives here and in `export/` only."""
