@@ -116,6 +116,7 @@ class Manifest:
                 word_separator=tok.get("word_separator", "|"),
                 blank=tok.get("blank"),
                 repetition_labels=int(tok.get("repetition_labels", 0)),
+                special=tuple(tok.get("special", ())),
             )
             files = {k: FileEntry(**v) for k, v in data.pop("files").items()}
             side = {k: FileEntry(**v) for k, v in data.pop("side_files", {}).items()}

@@ -22,12 +22,15 @@ class TokenTable:
 
     `repetition_labels` is the number of repetition labels (`1`..`N`) in the table; 0 for
     CTC tables and tables taken from outside models (e.g. a Hugging Face tokenizer).
+    `special` names tokens that are never text (a tokenizer's `<s>`, `</s>`, `<unk>`):
+    `decode` drops them, like the blank.
     """
 
     tokens: tuple[str, ...]
     word_separator: str = WORD_SEPARATOR
     blank: str | None = None
     repetition_labels: int = 0
+    special: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(set(self.tokens)) != len(self.tokens):
@@ -37,6 +40,9 @@ class TokenTable:
         for n in range(1, self.repetition_labels + 1):
             if str(n) not in self.tokens:
                 raise ValueError(f"repetition label {n!r} is not in the token list")
+        for token in self.special:
+            if token not in self.tokens:
+                raise ValueError(f"special token {token!r} is not in the token list")
 
     @property
     def index(self) -> dict[str, int]:
@@ -92,18 +98,22 @@ class TokenTable:
         return out
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Merged label ids (no blanks) to a normalised transcript."""
-        chars = [self.tokens[i] for i in self.expand(ids) if self.tokens[i] != self.blank]
+        """Merged label ids (no blanks) to a normalised transcript; special tokens are dropped."""
+        dropped = {self.blank, *self.special}
+        chars = [self.tokens[i] for i in self.expand(ids) if self.tokens[i] not in dropped]
         text = "".join(" " if c == self.word_separator else c for c in chars)
         return " ".join(text.split())
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "tokens": list(self.tokens),
             "word_separator": self.word_separator,
             "blank": self.blank,
             "repetition_labels": self.repetition_labels,
         }
+        if self.special:  # written only when present, so older readers see the same manifest
+            data["special"] = list(self.special)
+        return data
 
 
 def asg_letters(repetition_labels: int = 2) -> TokenTable:
@@ -115,3 +125,34 @@ def asg_letters(repetition_labels: int = 2) -> TokenTable:
 def ctc_letters() -> TokenTable:
     """The CTC dictionary: blank at index 0, separator, apostrophe, a-z."""
     return TokenTable((BLANK, WORD_SEPARATOR, *LETTERS), blank=BLANK)
+
+
+EOS = "<eos>"
+
+
+def lm_letters() -> TokenTable:
+    """The character LM dictionary: `<eos>` at index 0, separator, apostrophe, a-z."""
+    return TokenTable((EOS, WORD_SEPARATOR, *LETTERS))
+
+
+def encode_sentences(table: TokenTable, sentences: Iterable[str]) -> list[int]:
+    """Normalised sentences to the LM stream `<eos> s1 <eos> s2 ... <eos>` (spaces -> separator).
+
+    The one encoding used by the trainer (the corpus as one stream) and the scorer (one
+    sentence: `<eos> h e l l o | w o r l d <eos>`, whose log-probability is the sum of
+    log p(id[k+1] | id[..k])). Each `<eos>` ends one sentence and is the context that
+    starts the next.
+    """
+    if EOS not in table.tokens:
+        raise ValueError(f"token table has no {EOS!r}")
+    index = table.index
+    eos = index[EOS]
+    index[" "] = index[table.word_separator]
+    ids = [eos]
+    for sentence in sentences:
+        try:
+            ids.extend(index[c] for c in sentence)
+        except KeyError as e:
+            raise ValueError(f"character {e.args[0]!r} not in the LM token table (in {sentence!r})") from None
+        ids.append(eos)
+    return ids

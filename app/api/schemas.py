@@ -1,0 +1,56 @@
+"""Pydantic models of the HTTP API (the JSON the server answers with)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class WordOut(BaseModel):
+    word: str
+    start: float
+    end: float
+    confidence: float
+
+
+class NBestOut(BaseModel):
+    text: str
+    score: float
+    acoustic_score: float
+    lm_score: float | None = None
+    txl_score: float | None = None
+
+
+class TranscriptionOut(BaseModel):
+    text: str
+    words: list[WordOut]
+    nbest: list[NBestOut]
+    duration: float
+    model: str
+    timings: dict[str, float]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: str = "model"
+    created: int = 0
+    owned_by: str = "asr-server"
+    kind: str
+    architecture: str
+    criterion: str | None = None
+    sample_rate: int | None = None
+    precisions: list[str]
+    default: bool = False
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    data: list[ModelOut]

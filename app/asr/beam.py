@@ -1,0 +1,519 @@
+"""Beam search over CTC or ASG emissions, with a lexicon, n-gram shallow fusion and hotwords.
+
+One search serves both criteria. A hypothesis is a label prefix (repeats merged, no
+blanks) with two acoustic scores: the prefix's paths ending in a blank (`pb`) and in its
+last label (`pnb`). For CTC this is the classic prefix beam search. ASG has no blank, so
+its `pb` stays -inf, and the transition score `transitions[next, prev]` is added on every
+frame; because the last frame's token is always the prefix's last label, keying ASG
+hypotheses by prefix is exact. Paths that reach the same prefix merge with `logaddexp`
+(`log_add=True`: the score is the log-probability of the labelling, summed over
+alignments) or `max` (`log_add=False`: the best alignment, Viterbi).
+
+Per frame the work is a few NumPy operations on a [beam, candidates] matrix, where the
+candidates are the tokens within `beam_threshold` of the frame's best (usually a handful
+on peaky outputs); Python only touches the hypotheses that survive. Prefixes are
+canonical objects (a child is created once per parent and token), which makes merging a
+prefix's extension into an existing hypothesis exact.
+
+Word-level scores are a function of the prefix alone, kept in `_Prefix.lang`: LM
+log-probability of the completed words (times `lm_weight`), `word_score` per word,
+`silence_score` per separator, `unk_score` per out-of-lexicon word, hotword credit, and
+inside a word the look-ahead of the lexicon trie (replaced by the true LM score when the
+word completes). Total score = acoustic + lang; at the end the unfinished word is
+completed and `</s>` is scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from app.asr.alignment import align_asg, align_ctc
+from app.asr.lexicon import Hotword, HotwordGraph, HotNode, Lexicon, TrieNode, overlay_words
+from app.asr.ngram import NgramLM
+from app.asr.tokens import TokenTable
+
+MAX_BEAM_SIZE = 1024
+_NEG_INF = -math.inf
+
+
+@dataclass(frozen=True)
+class BeamOptions:
+    """Beam search settings, checked once.
+
+    `beam_threshold` prunes twice: tokens scoring below the frame's best token by more than
+    it are not tried, and hypotheses below the best by more than it are dropped.
+    `beam_size_token` caps the tokens tried per frame (None: no cap). `allow_oov` lets a
+    lexicon search spell words outside the lexicon, each costing `unk_score` (and scored as
+    `<unk>` by the LM). `log_add` sums over alignments (True) or keeps the best (False).
+    """
+
+    beam_size: int = 16
+    nbest: int = 1
+    beam_threshold: float = 25.0
+    beam_size_token: int | None = None
+    lm_weight: float = 0.5
+    word_score: float = 0.0
+    silence_score: float = 0.0
+    unk_score: float = -10.0
+    allow_oov: bool = False
+    log_add: bool = True
+
+    def __post_init__(self) -> None:
+        def is_int(v: object) -> bool:
+            return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+        if not is_int(self.beam_size) or not 1 <= self.beam_size <= MAX_BEAM_SIZE:
+            raise ValueError(f"beam_size must be an integer in 1..{MAX_BEAM_SIZE}, got {self.beam_size!r}")
+        if not is_int(self.nbest) or not 1 <= self.nbest <= self.beam_size:
+            raise ValueError(f"nbest must be an integer in 1..beam_size ({self.beam_size}), got {self.nbest!r}")
+        if self.beam_size_token is not None and (not is_int(self.beam_size_token) or self.beam_size_token < 1):
+            raise ValueError(f"beam_size_token must be a positive integer or None, got {self.beam_size_token!r}")
+        if not self.beam_threshold > 0:  # also rejects NaN; +inf means no pruning
+            raise ValueError(f"beam_threshold must be > 0, got {self.beam_threshold!r}")
+        if not (math.isfinite(self.lm_weight) and self.lm_weight >= 0):
+            raise ValueError(f"lm_weight must be a finite number >= 0, got {self.lm_weight!r}")
+        for name in ("word_score", "silence_score", "unk_score"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One transcript of the n-best list.
+
+    `tokens`: label ids after merging repeats and dropping blanks (repetition labels kept).
+    `frames[i]`: the frames [start, end) token i occupies in its best alignment.
+    `score` = `acoustic_score` + lm_weight x `lm_score` + word_score x `word_count`
+    + silence_score x separators + unk_score x out-of-lexicon words + `hotword_score`.
+    `lm_score` is the LM's own natural-log probability of `words` and `</s>`.
+    """
+
+    tokens: tuple[int, ...]
+    score: float
+    acoustic_score: float
+    lm_score: float
+    word_count: int
+    frames: tuple[tuple[int, int], ...]
+    words: tuple[str, ...] = ()
+    word_frames: tuple[tuple[int, int], ...] = ()
+    hotword_score: float = 0.0
+
+
+class _Off:
+    """The trie position of a word outside the lexicon (allow_oov)."""
+
+
+_OFF = _Off()
+
+
+class _Prefix:
+    """A label prefix and its word-level state; created once per (parent, token)."""
+
+    __slots__ = (
+        "parent", "token", "children", "node", "word_tokens", "lm_state", "lm_logprob", "words",
+        "oov_count", "sep_count", "hot_node", "hot_banked", "hot_offset", "smear", "lang", "sep_delta",
+    )  # fmt: skip
+
+    def __init__(self, parent: _Prefix | None, token: int) -> None:
+        self.parent = parent
+        self.token = token
+        self.children: dict[int, _Prefix] = {}
+        self.sep_delta: float | None = None
+        if parent is not None:
+            self.node, self.word_tokens = parent.node, parent.word_tokens
+            self.lm_state, self.lm_logprob, self.words = parent.lm_state, parent.lm_logprob, parent.words
+            self.oov_count, self.sep_count = parent.oov_count, parent.sep_count
+            self.hot_node, self.hot_banked, self.hot_offset = parent.hot_node, parent.hot_banked, parent.hot_offset
+            self.smear, self.lang = parent.smear, parent.lang
+
+    def labels(self) -> tuple[int, ...]:
+        out: list[int] = []
+        p: _Prefix | None = self
+        while p is not None and p.parent is not None:
+            out.append(p.token)
+            p = p.parent
+        return tuple(reversed(out))
+
+
+class _Completion:
+    __slots__ = ("words", "lm_state", "lm_logprob", "oov_count", "hot")
+
+    def __init__(self, words: tuple[str, ...], lm_state: tuple[int, ...], lm_logprob: float,
+                 oov_count: int, hot: tuple[HotNode | None, float, float]) -> None:  # fmt: skip
+        self.words, self.lm_state, self.lm_logprob, self.oov_count, self.hot = words, lm_state, lm_logprob, oov_count, hot
+
+
+class _Scorer:
+    """Word-level scoring of prefixes: lexicon constraint, LM, word/silence/unk scores, hotwords."""
+
+    def __init__(
+        self, *, tokens: TokenTable | None, vocab_size: int, blank: int | None, options: BeamOptions,
+        lm: NgramLM | None, lexicon: Lexicon | None, hotwords: Sequence[Hotword],
+    ) -> None:  # fmt: skip
+        self.tokens, self.lm, self.o = tokens, lm, options
+        self.width = vocab_size + 1  # the extra column is "no token yet"
+        self.blank = blank
+        self.sep = tokens.separator_id if tokens is not None else None
+        self.hot = HotwordGraph(hotwords) if hotwords else None
+        self.word_level = lm is not None or lexicon is not None or self.hot is not None
+        self.root: TrieNode | None = None
+        self.off_smear = 0.0
+        if lexicon is not None:
+            assert tokens is not None
+            trie = lexicon.trie(tokens, lm)
+            credits = dict.fromkeys(self.hot.words, 0.0) if self.hot is not None else {}
+            if self.hot is not None:
+                credits.update(self.hot.first_word_credits())
+            self.root = overlay_words(trie.root, credits, tokens=tokens, lm=lm, lm_weight=options.lm_weight)
+            unk_lm = lm.unigram_logprob(lm.unk_id) if lm is not None else 0.0
+            self.off_smear = options.lm_weight * unk_lm + options.unk_score
+        self._zeros = np.zeros(self.width)
+        self._row_key = (options.lm_weight, options.allow_oov, self.off_smear, self.sep, self.blank, self.width)
+
+    # -- prefixes ----------------------------------------------------------------------
+
+    def root_prefix(self) -> _Prefix:
+        p = _Prefix(None, -1)
+        p.node, p.word_tokens, p.words = self.root, (), ()
+        p.lm_state = self.lm.begin_state() if self.lm is not None else ()
+        p.lm_logprob, p.oov_count, p.sep_count = 0.0, 0, 0
+        p.hot_node, p.hot_banked, p.hot_offset = (self.hot.root if self.hot else None), 0.0, 0.0
+        p.smear, p.lang = 0.0, 0.0
+        return p
+
+    def smear(self, node: TrieNode | _Off | None) -> float:
+        if node is None or node is self.root:
+            return 0.0
+        if isinstance(node, _Off):
+            return self.off_smear
+        return max(self.o.lm_weight * node.max_unigram, node.hot_best)
+
+    def row(self, p: _Prefix) -> np.ndarray:
+        """[V+1] lang deltas of extending `p` by each token (-inf: not allowed). The
+        separator column is a placeholder: see `sep_delta`."""
+        node = p.node
+        if not isinstance(node, TrieNode):
+            return self._zeros
+        if node.row_key == self._row_key:
+            return node.row  # type: ignore[return-value]
+        here = self.smear(node)
+        row = np.full(self.width, self.off_smear - here if self.o.allow_oov else _NEG_INF)
+        for token, child in node.children.items():
+            row[token] = self.smear(child) - here
+        row[-1] = _NEG_INF
+        if self.blank is not None:
+            row[self.blank] = _NEG_INF
+        if self.sep is not None:
+            row[self.sep] = 0.0
+        node.row, node.row_key = row, self._row_key
+        return row
+
+    def child(self, p: _Prefix, token: int) -> _Prefix:
+        q = p.children.get(token)
+        if q is not None:
+            return q
+        if token == self.sep:
+            self.sep_delta(p)
+            return p.children[token]
+        q = _Prefix(p, token)
+        if self.word_level:
+            q.word_tokens = (*p.word_tokens, token)
+            if self.root is not None:
+                node = p.node
+                q.node = node.children.get(token, _OFF) if isinstance(node, TrieNode) else _OFF
+                q.smear = self.smear(q.node)
+                q.lang = p.lang + (q.smear - p.smear)
+        p.children[token] = q
+        return q
+
+    def sep_delta(self, p: _Prefix) -> float:
+        """lang(p + separator) - lang(p), -inf when the word before it is not allowed."""
+        if p.sep_delta is not None:
+            return p.sep_delta
+        q = _Prefix(p, self.sep if self.sep is not None else -1)
+        q.sep_count += 1
+        done = self.complete(p, force=False)
+        if done is None:
+            p.sep_delta = _NEG_INF
+            q.lang = _NEG_INF
+        else:
+            self._apply(q, done)
+            q.node, q.word_tokens, q.smear = self.root, (), 0.0
+            q.lang = self.lang_of(q)
+            p.sep_delta = q.lang - p.lang
+        p.children[q.token] = q
+        return p.sep_delta
+
+    def complete(self, p: _Prefix, *, force: bool) -> _Completion | None:
+        """The word-level state after the word under construction ends (None: not allowed)."""
+        hot = (p.hot_node, p.hot_banked, p.hot_offset)
+        if not p.word_tokens:
+            return _Completion(p.words, p.lm_state, p.lm_logprob, p.oov_count, hot)
+        assert self.tokens is not None
+        node, oov = p.node, 0
+        if isinstance(node, TrieNode) and node.word is not None:
+            word, lm_id = node.word, node.lm_id
+        elif self.root is None or self.o.allow_oov or force:
+            word = self.tokens.decode(p.word_tokens)
+            lm_id = self.lm.word_id(word) if self.lm is not None else -1
+            oov = 1 if self.root is not None else 0
+            if not word:  # only repetition labels: no word at all
+                return _Completion(p.words, p.lm_state, p.lm_logprob, p.oov_count, hot)
+        else:
+            return None
+        lm_state, lm_logprob = p.lm_state, p.lm_logprob
+        if self.lm is not None:
+            score = self.lm.score_id(lm_state, lm_id)
+            lm_state, lm_logprob = score.state, lm_logprob + score.logprob
+        if self.hot is not None and p.hot_node is not None:
+            hot = self.hot.step(p.hot_node, p.hot_banked, p.hot_offset, word)
+        return _Completion((*p.words, word), lm_state, lm_logprob, p.oov_count + oov, hot)
+
+    @staticmethod
+    def _apply(q: _Prefix, done: _Completion) -> None:
+        q.words, q.lm_state, q.lm_logprob, q.oov_count = done.words, done.lm_state, done.lm_logprob, done.oov_count
+        q.hot_node, q.hot_banked, q.hot_offset = done.hot
+
+    def hot_score(self, p: _Prefix) -> float:
+        if p.hot_node is None:
+            return 0.0
+        return p.hot_banked + p.hot_node.credit - p.hot_offset
+
+    def lang_of(self, p: _Prefix) -> float:
+        o = self.o
+        return (
+            o.lm_weight * p.lm_logprob + o.word_score * len(p.words) + o.silence_score * p.sep_count
+            + o.unk_score * p.oov_count + self.hot_score(p) + p.smear
+        )  # fmt: skip
+
+    def finish(self, p: _Prefix, *, force: bool) -> tuple[float, _Prefix] | None:
+        """(final lang, final state) at the end of the utterance, None if not allowed."""
+        done = self.complete(p, force=force)
+        if done is None:
+            return None
+        q = _Prefix(p, -1)
+        self._apply(q, done)
+        if self.lm is not None:
+            q.lm_logprob += self.lm.end_score(q.lm_state)
+        if q.hot_node is not None:
+            q.hot_offset = q.hot_node.credit  # an unfinished phrase earns nothing
+        q.smear = 0.0
+        return self.lang_of(q), q
+
+
+def _search(
+    emissions: np.ndarray, *, blank: int | None, transitions: np.ndarray | None, options: BeamOptions, scorer: _Scorer
+) -> tuple[list[_Prefix], np.ndarray]:
+    """The frame loop. Returns the final beam and its acoustic scores."""
+    num_frames, vocab = emissions.shape
+    width = vocab + 1
+    em = np.full((num_frames, width), _NEG_INF)  # [T, V+1]: the extra column is "no token"
+    em[:, :vocab] = emissions
+    blank_col = vocab if blank is None else blank
+    trans: np.ndarray | None = None
+    if transitions is not None:
+        trans = np.zeros((width, width))  # [next, prev]; column V (no previous token) scores 0
+        trans[:vocab, :vocab] = transitions
+    candidates = em[:, :vocab] >= (em[:, :vocab].max(axis=1) - options.beam_threshold)[:, None]  # [T, V]
+    if blank is not None:
+        candidates[:, blank] = False
+    combine = np.logaddexp if options.log_add else np.maximum
+    sep = scorer.sep if scorer.sep is not None else -1
+    lexicon = scorer.root is not None
+    threshold = options.beam_threshold
+    beam_size, token_cap = options.beam_size, options.beam_size_token
+
+    beam = [scorer.root_prefix()]
+    pb, pnb = np.zeros(1), np.full(1, _NEG_INF)
+    last = np.full(1, vocab)
+    lang = np.zeros(1)
+    rows = np.stack([scorer.row(beam[0])]) if lexicon else None
+    merge_child = merge_parent = np.zeros(0, dtype=np.int64)
+    pos_of = np.full(width, -1)
+    for t in range(num_frames):
+        e = em[t]
+        cand = np.flatnonzero(candidates[t])
+        if token_cap is not None and len(cand) > token_cap:
+            cand = cand[np.argpartition(-e[cand], token_cap - 1)[:token_cap]]
+        size, k = len(beam), len(cand)
+        total = combine(pb, pnb)
+        stay_b = total + e[blank_col]
+        stay_nb = pnb + e[last]
+        if trans is not None:
+            stay_nb += trans[last, last]
+        ext = np.where(last[:, None] == cand[None, :], pb[:, None], total[:, None]) + e[cand][None, :]  # [B, K]
+        if trans is not None:
+            ext += trans[cand[None, :], last[:, None]]
+        if len(merge_child) and k:
+            pos_of[cand] = np.arange(k)
+            ks = pos_of[last[merge_child]]
+            pos_of[cand] = -1
+            hit = ks >= 0
+            child, parent, ks = merge_child[hit], merge_parent[hit], ks[hit]
+            stay_nb[child] = combine(stay_nb[child], ext[parent, ks])
+            ext[parent, ks] = _NEG_INF
+        rank = ext + lang[:, None]
+        if rows is not None:
+            rank += rows[:, cand]
+        if sep >= 0 and candidates[t, sep] and (sep_at := np.flatnonzero(cand == sep)).size:
+            rank[:, sep_at[0]] += np.fromiter((scorer.sep_delta(p) for p in beam), float, size)
+        scores = np.concatenate([combine(stay_b, stay_nb) + lang, rank.ravel()])
+        best = scores.max()
+        if best == _NEG_INF:
+            return [], np.zeros(0)
+        keep = np.flatnonzero(scores >= best - threshold)
+        if len(keep) > beam_size:
+            keep = keep[np.argpartition(-scores[keep], beam_size - 1)[:beam_size]]
+        keep = keep[scores[keep] > _NEG_INF]
+        is_ext = keep >= size
+        flat = np.where(is_ext, keep - size, 0)
+        stay_idx = np.where(is_ext, 0, keep)
+        pb = np.where(is_ext, _NEG_INF, stay_b[stay_idx])
+        pnb = np.where(is_ext, ext.ravel()[flat] if k else _NEG_INF, stay_nb[stay_idx])
+        new_beam: list[_Prefix] = []
+        for j, extension, f in zip(keep.tolist(), is_ext.tolist(), flat.tolist(), strict=True):
+            if extension:
+                i, c = divmod(f, k)
+                new_beam.append(scorer.child(beam[i], int(cand[c])))
+            else:
+                new_beam.append(beam[j])
+        beam = new_beam
+        last = np.fromiter((p.token if p.parent is not None else vocab for p in beam), np.int64, len(beam))
+        lang = np.fromiter((p.lang for p in beam), float, len(beam))
+        if rows is not None:
+            rows = np.stack([scorer.row(p) for p in beam])
+        index = {id(p): j for j, p in enumerate(beam)}
+        pairs = [(j, index[id(p.parent)]) for j, p in enumerate(beam) if id(p.parent) in index]
+        merge_child = np.fromiter((c for c, _ in pairs), np.int64, len(pairs))
+        merge_parent = np.fromiter((q for _, q in pairs), np.int64, len(pairs))
+    return beam, combine(pb, pnb)
+
+
+def beam_search(
+    emissions: np.ndarray,
+    *,
+    criterion: Literal["ctc", "asg"],
+    tokens: TokenTable | None = None,
+    blank: int | None = None,
+    transitions: np.ndarray | None = None,
+    options: BeamOptions | None = None,
+    lm: NgramLM | None = None,
+    lexicon: Lexicon | None = None,
+    hotwords: Sequence[Hotword] = (),
+    beam_size: int | None = None,
+    nbest: int | None = None,
+    beam_threshold: float | None = None,
+    beam_size_token: int | None = None,
+    lm_weight: float | None = None,
+    word_score: float | None = None,
+    silence_score: float | None = None,
+    unk_score: float | None = None,
+    allow_oov: bool | None = None,
+    log_add: bool | None = None,
+) -> list[Hypothesis]:
+    """Decode one utterance's emissions [T, V]; best hypothesis first, at most `nbest`.
+
+    CTC: `emissions` are log-probabilities, `blank` defaults to the token table's. ASG:
+    unnormalised scores and `transitions` [V, V] (`[next, prev]`). Keyword settings
+    override `options`. A lexicon, an LM or hotwords need `tokens` (for the word separator
+    and the spellings). Returns [] only when a lexicon rules out every path.
+    """
+    overrides = {
+        name: value
+        for name, value in (
+            ("beam_size", beam_size), ("nbest", nbest), ("beam_threshold", beam_threshold),
+            ("beam_size_token", beam_size_token), ("lm_weight", lm_weight), ("word_score", word_score),
+            ("silence_score", silence_score), ("unk_score", unk_score), ("allow_oov", allow_oov),
+            ("log_add", log_add),
+        )  # fmt: skip
+        if value is not None
+    }
+    options = replace(options or BeamOptions(), **overrides)
+    emissions = np.asarray(emissions)
+    if emissions.ndim != 2:
+        raise ValueError(f"emissions must be [T, V], got shape {emissions.shape}")
+    em = emissions.astype(np.float64)
+    if np.isnan(em).any():
+        raise ValueError("emissions contain NaN")
+    vocab = em.shape[1]
+    if tokens is not None and len(tokens) != vocab:
+        raise ValueError(f"emissions have {vocab} columns but the token table has {len(tokens)} tokens")
+    if (lm is not None or lexicon is not None or hotwords) and (tokens is None or tokens.separator_id is None):
+        raise ValueError("a lexicon, an LM or hotwords need a token table with a word separator")
+    if any(not isinstance(h, Hotword) for h in hotwords):
+        raise ValueError("hotwords must be Hotword objects (see parse_hotwords for 'phrase:boost' strings)")
+    trans: np.ndarray | None = None
+    if criterion == "ctc":
+        if blank is None:
+            blank = tokens.blank_id if tokens is not None else None
+        if blank is None or not 0 <= blank < vocab:
+            raise ValueError(f"CTC needs a blank index in 0..{vocab - 1}, got {blank!r}")
+        if transitions is not None:
+            raise ValueError("CTC takes no transition matrix")
+    elif criterion == "asg":
+        if blank is not None:
+            raise ValueError("ASG has no blank; pass blank=None")
+        if transitions is None or np.shape(transitions) != (vocab, vocab):
+            raise ValueError(f"ASG needs transitions of shape ({vocab}, {vocab}), got {np.shape(transitions)}")
+        trans = np.asarray(transitions, dtype=np.float64)
+    else:
+        raise ValueError(f"criterion must be 'ctc' or 'asg', got {criterion!r}")
+
+    scorer = _Scorer(
+        tokens=tokens, vocab_size=vocab, blank=blank, options=options, lm=lm, lexicon=lexicon, hotwords=hotwords
+    )
+    beam, acoustic = _search(em, blank=blank, transitions=trans, options=options, scorer=scorer)
+    finals: list[tuple[float, float, _Prefix, _Prefix]] = []
+    for force in (False, True):  # if the lexicon rules out every ending, accept OOV endings
+        for p, ac in zip(beam, acoustic.tolist(), strict=True):
+            done = scorer.finish(p, force=force)
+            if done is not None:
+                finals.append((ac + done[0], ac, p, done[1]))
+        if finals:
+            break
+    finals.sort(key=lambda f: -f[0])
+    results = []
+    for score, ac, p, q in finals[: options.nbest]:
+        labels = p.labels()
+        if trans is not None:
+            frames = align_asg(em, trans, labels)
+        else:
+            assert blank is not None
+            frames = align_ctc(em, blank, labels)
+        results.append(
+            Hypothesis(
+                tokens=labels,
+                score=score,
+                acoustic_score=ac,
+                lm_score=q.lm_logprob,
+                word_count=len(q.words),
+                frames=frames,
+                words=q.words,
+                word_frames=_word_frames(labels, frames, scorer.sep),
+                hotword_score=q.hot_banked,
+            )
+        )
+    return results
+
+
+def _word_frames(
+    labels: Sequence[int], frames: Sequence[tuple[int, int]], sep: int | None
+) -> tuple[tuple[int, int], ...]:
+    """Frames [start, end) of each separator-delimited run of labels."""
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    for label, (first, end) in zip(labels, frames, strict=True):
+        if label == sep:
+            start = None
+            continue
+        if start is None:
+            start = first
+            spans.append((first, end))
+        else:
+            spans[-1] = (start, end)
+    return tuple(spans)

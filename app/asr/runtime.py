@@ -1,0 +1,136 @@
+"""ONNX Runtime sessions for acoustic bundles, and window-by-window emission computation.
+
+One `InferenceSession` per bundle and precision, shared by every request (ORT sessions are
+thread-safe for `run`, which releases the GIL). The CUDA execution provider is chosen when
+`onnxruntime-gpu` sees a GPU and the settings allow it; otherwise the CPU provider.
+
+Long audio is computed in windows of output frames. For `context == "exact"` bundles
+(convolutional) each window gets exactly the input samples its frames depend on, so the
+concatenated emissions equal one pass over the whole file: no seams, bounded memory. For
+`context == "full"` bundles (attention) each window also computes `overlap` frames of
+context on both sides and keeps only its centre.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from app.asr.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+
+def select_providers(device: str) -> list[str]:
+    """`device` is "auto", "cpu" or "cuda"; falls back to the CPU with a log line."""
+    available = ort.get_available_providers()
+    if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        log.warning("CUDA requested but ONNX Runtime offers only %s; running on the CPU", available)
+    return ["CPUExecutionProvider"]
+
+
+def create_session(path: Path, *, threads: int, providers: list[str]) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """How output frames map to input samples (see `app.asr.manifest`)."""
+
+    stride: int
+    receptive_field: int
+    left_pad: int
+    right_pad: int
+    exact: bool
+    min_samples: int
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> FrameGeometry:
+        return cls(manifest.frame_stride, manifest.receptive_field, manifest.left_pad, manifest.right_pad,
+                   manifest.context == "exact", manifest.min_samples)
+
+    def frames(self, padded_samples: int) -> int:
+        """Output frames for a padded input of `padded_samples` samples."""
+        if padded_samples < self.receptive_field:
+            return 0
+        return (padded_samples - self.receptive_field) // self.stride + 1
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        """Padded-input sample range `[start, end)` that output frames `[first, last)` depend on."""
+        return first * self.stride, (last - 1) * self.stride + self.receptive_field
+
+
+class AcousticModel:
+    """Runs one acoustic ONNX graph: waveform `[B, N]` -> emissions `[B, T, V]`."""
+
+    def __init__(self, session: ort.InferenceSession, geometry: FrameGeometry, *, window_frames: int = 1500, overlap_frames: int = 150) -> None:
+        self.session = session
+        self.geometry = geometry
+        self.window_frames = window_frames
+        self.overlap_frames = 0 if geometry.exact else overlap_frames
+        self.input_name = session.get_inputs()[0].name
+        self.output_name = session.get_outputs()[0].name
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """One ONNX call on an already padded batch `[B, N]` -> `[B, T, V]`."""
+        return self.session.run([self.output_name], {self.input_name: batch.astype(np.float32, copy=False)})[0]
+
+    def pad(self, samples: np.ndarray) -> np.ndarray:
+        """The bundle's zero padding around a waveform, and up to the shortest accepted input."""
+        g = self.geometry
+        padded = np.concatenate([np.zeros(g.left_pad, np.float32), samples.astype(np.float32, copy=False), np.zeros(g.right_pad, np.float32)])
+        short = max(g.min_samples, g.receptive_field) - len(padded)
+        return np.pad(padded, (0, short)) if short > 0 else padded
+
+    def emissions(self, samples: np.ndarray, progress: Callable[[float], None] | None = None) -> np.ndarray:
+        """Emissions `[T, V]` for one waveform, computed in windows of `window_frames` frames.
+
+        `progress` is called with the share of the input (0..1) each window covered."""
+        padded = self.pad(samples)
+        total = self.geometry.frames(len(padded))
+        if total <= self.window_frames + 2 * self.overlap_frames:
+            return self.run(padded[None])[0][:total]
+        pieces = []
+        for first in range(0, total, self.window_frames):
+            last = min(first + self.window_frames, total)
+            pieces.append(self.frames_range(padded, first, last, total))
+            if progress is not None:
+                progress((last - first) / total)
+        return np.concatenate(pieces)
+
+    def frames_range(self, padded: np.ndarray, first: int, last: int, total: int) -> np.ndarray:
+        """Frames `[first, last)` of the padded input, with overlap context for attention models."""
+        lo, hi = max(first - self.overlap_frames, 0), min(last + self.overlap_frames, total)
+        start, end = self.geometry.span(lo, hi)
+        out = self.run(padded[None, start:end])[0]
+        return out[first - lo : first - lo + (last - first)]
+
+    def emissions_batch(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:
+        """Emissions of several waveforms in one call, right-padded with zeros.
+
+        Only exact-context bundles batch: their frames never see the padding, so results
+        equal single calls. Others (and long inputs) fall back to one call each.
+        """
+        if len(waveforms) == 1 or not self.geometry.exact:
+            return [self.emissions(w) for w in waveforms]
+        padded = [self.pad(w) for w in waveforms]
+        if max(self.geometry.frames(len(p)) for p in padded) > self.window_frames:
+            return [self.emissions(w) for w in waveforms]
+        width = max(len(p) for p in padded)
+        batch = np.zeros((len(padded), width), np.float32)
+        for i, p in enumerate(padded):
+            batch[i, : len(p)] = p
+        out = self.run(batch)
+        return [out[i, : self.geometry.frames(len(p))] for i, p in enumerate(padded)]

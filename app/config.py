@@ -1,0 +1,61 @@
+"""Server settings: one `Settings` object from `ASR_*` environment variables and CLI flags, validated once."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "models" / "bundles"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASR_", extra="ignore")
+
+    models_dir: Path = BUNDLED_MODELS
+    default_model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per session; 0 = all cores")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precisions: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["fp32", "int8"])
+    workers: int = Field(0, ge=0, description="inference threads; 0 = one per core")
+    # Limits
+    max_upload_bytes: int = Field(100 * 1024 * 1024, gt=0)
+    max_audio_seconds: float = Field(3600.0, gt=0)
+    max_concurrent_requests: int = Field(32, gt=0)
+    max_streams: int = Field(64, gt=0)
+    stream_idle_seconds: float = Field(30.0, gt=0)
+    ws_max_message_bytes: int = Field(1 << 20, gt=0)
+    # Batching
+    batch_max_size: int = Field(16, ge=1)
+    batch_max_wait_ms: float = Field(5.0, ge=0)
+    # Security
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="bearer tokens; empty = no authentication")
+    api_keys_file: Path | None = None
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("api_keys", "cors_origins", "precisions", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    def resolved_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+    def resolved_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def all_api_keys(self) -> list[str]:
+        keys = list(self.api_keys)
+        if self.api_keys_file is not None:
+            keys += [line.strip() for line in self.api_keys_file.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        return keys

@@ -1,0 +1,59 @@
+"""`create_app(settings)`: the FastAPI application. Bundles load in the lifespan, not at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import __version__
+from app.api import http, openai
+from app.api.errors import install_error_handlers
+from app.api.metrics import Metrics
+from app.asr.batching import InferenceEngine
+from app.asr.bundle import load_bundles
+from app.asr.recognizer import Recognizer
+from app.config import Settings
+
+log = logging.getLogger("app")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bundles = load_bundles(settings.models_dir, threads=settings.resolved_threads(), device=settings.device, precisions=tuple(settings.precisions))
+        for name, reason in bundles.failures.items():
+            log.error("bundle %s failed to load: %s", name, reason)
+        recognizer = Recognizer(bundles, default_model=settings.default_model)
+        executor = ThreadPoolExecutor(max_workers=settings.resolved_workers(), thread_name_prefix="asr-infer")
+        app.state.recognizer = recognizer
+        app.state.executor = executor
+        app.state.engine = InferenceEngine(recognizer, executor, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms)
+        app.state.request_slots = asyncio.Semaphore(settings.max_concurrent_requests)
+        log.info("serving %d acoustic and %d LM bundles from %s", len(bundles.acoustic), len(bundles.lms), settings.models_dir)
+        try:
+            yield
+        finally:
+            app.state.shutting_down = True
+            executor.shutdown(wait=True, cancel_futures=False)
+
+    app = FastAPI(title="asr-server", version=__version__, lifespan=lifespan,
+                  description="Speech recognition on ONNX Runtime: Wav2Letter (ASG/CTC) and wav2vec 2.0, beam search, Transformer-XL rescoring.")
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.api_keys = settings.all_api_keys()
+    app.state.shutting_down = False
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    install_error_handlers(app)
+    app.include_router(http.router)
+    app.include_router(http.protected)
+    app.include_router(openai.router)
+    return app

@@ -1,0 +1,94 @@
+"""`asr-export`: checkpoints to verified bundles, one subcommand per source.
+
+    asr-export wav2letter runs/w2l/best.pt -o models/bundles/wav2letter-asg --int8
+    asr-export wav2letter ta_state.pt --torchaudio-tokens tokens.txt -o bundles/ta-w2l
+    asr-export wav2vec2 ~/wav2vec2-base-960h -o bundles/wav2vec2-base-960h --int8
+    asr-export wav2vec2-torchaudio state.pt --builder wav2vec2_base --tokens tokens.txt -o bundles/w2v
+    asr-export txl runs/txl/last.pt -o models/bundles/txl-char
+
+Each prints the parity check it ran and exits non-zero when parity fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asr-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="source", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-o", "--out", type=Path, required=True, help="bundle directory to write")
+        p.add_argument("--name", help="model name served by the API (default: the directory name)")
+        p.add_argument("--quantize", choices=["int8"], help="also write a dynamically quantized int8 graph")
+        p.add_argument("--int8", action="store_true", help="same as --quantize int8")
+        p.add_argument("--fp16", action="store_true", help="also write an fp16 graph (for GPUs)")
+
+    w2l = sub.add_parser("wav2letter", help="project Wav2Letter checkpoint (ASG or CTC) or torchaudio Wav2Letter state dict")
+    w2l.add_argument("checkpoint", type=Path)
+    w2l.add_argument("--torchaudio-tokens", type=Path, help="token list (one per line): the checkpoint is a torchaudio state dict")
+    w2l.add_argument("--blank", default="<blank>", help="blank token of a torchaudio model's token list")
+    w2l.add_argument("--decoding", type=Path, help="JSON file of decoding defaults (beam size, LM weight ...)")
+    w2l.add_argument("--lm", type=Path, help="ARPA n-gram LM to ship in the bundle")
+    w2l.add_argument("--lexicon", type=Path, help="lexicon to ship in the bundle")
+    common(w2l)
+
+    hf = sub.add_parser("wav2vec2", help="Hugging Face Wav2Vec2ForCTC directory (save_pretrained + tokenizer files)")
+    hf.add_argument("model_dir", type=Path)
+    common(hf)
+
+    ta = sub.add_parser("wav2vec2-torchaudio", help="torchaudio Wav2Vec2Model state dict + builder + token list")
+    ta.add_argument("checkpoint", type=Path)
+    ta.add_argument("--builder", default="wav2vec2_base", help="torchaudio.models builder name (wav2vec2_base, ...)")
+    ta.add_argument("--tokens", type=Path, required=True, help="token list, one per line, blank first unless --blank says otherwise")
+    ta.add_argument("--blank", default="<blank>")
+    common(ta)
+
+    txl = sub.add_parser("txl", help="project Transformer-XL character LM checkpoint")
+    txl.add_argument("checkpoint", type=Path)
+    txl.add_argument("-o", "--out", type=Path, required=True)
+    txl.add_argument("--quantize", choices=["int8"])
+    txl.add_argument("--int8", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    int8 = bool(getattr(args, "int8", False) or getattr(args, "quantize", None) == "int8")
+    try:
+        if args.source == "wav2letter":
+            from app.asr.manifest import DecodingDefaults
+            from export.bundle_files import attach_decoding_files
+            from export.wav2letter import export_wav2letter
+
+            decoding = DecodingDefaults(**json.loads(args.decoding.read_text())) if args.decoding else None
+            manifest = export_wav2letter(args.checkpoint, args.out, name=args.name, int8=int8, torchaudio_tokens=args.torchaudio_tokens,
+                                         blank=args.blank, decoding=decoding)
+            if args.lm or args.lexicon:
+                manifest = attach_decoding_files(args.out, lm=args.lm, lexicon=args.lexicon)
+        elif args.source == "wav2vec2":
+            from export.wav2vec2 import export_wav2vec2_hf
+
+            manifest = export_wav2vec2_hf(args.model_dir, args.out, name=args.name, int8=int8, fp16=args.fp16)
+        elif args.source == "wav2vec2-torchaudio":
+            from export.wav2vec2 import export_wav2vec2_torchaudio
+
+            manifest = export_wav2vec2_torchaudio(args.checkpoint, args.out, builder=args.builder, tokens=args.tokens, blank=args.blank,
+                                                  name=args.name, int8=int8, fp16=args.fp16)
+        else:
+            from export.txl import export_transformer_xl
+
+            manifest = export_transformer_xl(args.checkpoint, args.out, int8=int8)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        print(f"asr-export: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote bundle {manifest.name!r} to {args.out} ({', '.join(sorted(manifest.files))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

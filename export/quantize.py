@@ -1,0 +1,52 @@
+"""int8 dynamic quantization and fp16 conversion of exported graphs.
+
+The feature front-end (the DFT convolution and the mel projection) stays in float: its
+inputs span a dynamic range that 8 bits cannot hold without wrecking the spectrum, and
+it is a small share of the compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def quantize_int8(source: Path, target: Path, *, exclude_first: int = 0, op_types: Sequence[str] = ("Conv", "MatMul", "Gemm")) -> Path:
+    """Dynamic int8 quantization of weights; the first `exclude_first` Conv/MatMul nodes stay float."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(source))
+    candidates = [node.name for node in model.graph.node if node.op_type in op_types]
+    exclude = candidates[:exclude_first]
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+                     nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True})
+    return target
+
+
+def convert_fp16(source: Path, target: Path) -> Path:
+    """fp16 weights and activations for GPU inference, with float32 inputs and outputs kept."""
+    import onnx
+    from onnxconverter_common import float16  # type: ignore[import-not-found]
+
+    model = onnx.load(str(source))
+    converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    _retarget_float_casts(converted)
+    onnx.save(converted, str(target))
+    return target
+
+
+def _retarget_float_casts(model: object) -> None:
+    """Cast-to-float nodes the converter moved into the fp16 region now cast to fp16.
+
+    onnxconverter-common types their outputs float16 but keeps `to=FLOAT`, which ONNX
+    Runtime refuses to load (e.g. wav2vec2's `position_embeddings.to(hidden_states.dtype)`).
+    """
+    from onnx import TensorProto
+
+    fp16_values = {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == TensorProto.FLOAT16}  # type: ignore[attr-defined]
+    for node in model.graph.node:  # type: ignore[attr-defined]
+        if node.op_type == "Cast" and node.output[0] in fp16_values:
+            for attribute in node.attribute:
+                if attribute.name == "to" and attribute.i == TensorProto.FLOAT:
+                    attribute.i = TensorProto.FLOAT16

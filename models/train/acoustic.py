@@ -1,0 +1,207 @@
+"""Training recipe for Wav2Letter acoustic models with ASG or CTC.
+
+    python -m models.train.acoustic --train data/corpus/train.jsonl --dev data/corpus/dev.jsonl \
+        --out runs/w2l-asg --criterion asg --minutes 120
+
+The learning-rate schedule runs on wall-clock time (warm-up, then cosine to the `--minutes`
+budget), so a run sized for a session finishes with a decayed model, and `--resume`
+continues the same schedule. Checkpoints (`last.pt`, `best.pt` by dev CER) hold the model
+config, the token table and the ASG transitions: everything `asr-export wav2letter` needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from app.asr.decoding import asg_segments, ctc_segments, viterbi_asg
+from app.asr.metrics import error_rates
+from app.asr.tokens import TokenTable, asg_letters, ctc_letters
+from models.asg import ASGLoss
+from models.train.data import Clip, length_batches, load_clips
+from models.wav2letter import Wav2Letter, Wav2LetterConfig
+
+
+def encode_batch(clips: list[Clip], table: TokenTable) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = [table.encode(c.text) for c in clips]
+    lengths = torch.tensor([len(i) for i in ids])
+    padded = torch.full((len(ids), int(lengths.max())), -1, dtype=torch.long)
+    for row, seq in enumerate(ids):
+        padded[row, : len(seq)] = torch.tensor(seq)
+    return padded, lengths
+
+
+def pad_waves(waves: list[np.ndarray], config: Wav2LetterConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms with the runtime's zero padding around each, right-padded to the longest."""
+    left, right = config.padding()
+    total = max(len(w) for w in waves) + left + right
+    batch = torch.zeros(len(waves), total)
+    for i, w in enumerate(waves):
+        batch[i, left : left + len(w)] = torch.from_numpy(w)
+    lengths = torch.tensor([config.output_frames(len(w) + left + right) for w in waves])
+    return batch, lengths
+
+
+def decode(emissions: np.ndarray, table: TokenTable, criterion: str, transitions: np.ndarray | None) -> str:
+    if criterion == "asg":
+        assert transitions is not None
+        path, _ = viterbi_asg(emissions, transitions)
+        labels = [tok for tok, _ in asg_segments(path)]
+    else:
+        labels = [tok for tok, _ in ctc_segments(emissions.argmax(axis=1), table.blank_id or 0)]
+    return table.decode(labels)
+
+
+@torch.no_grad()
+def evaluate(model: Wav2Letter, loss_fn: nn.Module | None, clips: list[Clip], table: TokenTable, criterion: str) -> tuple[float, float, list[tuple[str, str]]]:
+    model.eval()
+    transitions = loss_fn.transitions.detach().numpy() if isinstance(loss_fn, ASGLoss) else None
+    pairs = []
+    for start in range(0, len(clips), 16):
+        chunk = clips[start : start + 16]
+        waves = [c.audio.astype(np.float32) / 32768 for c in chunk]
+        batch, lengths = pad_waves(waves, model.config)
+        emissions = model(batch).numpy()
+        for i, clip in enumerate(chunk):
+            pairs.append((clip.text, decode(emissions[i, : lengths[i]], table, criterion, transitions)))
+    model.train()
+    wer, cer = error_rates(pairs)
+    return wer, cer, pairs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=Path, nargs="+", required=True)
+    parser.add_argument("--dev", type=Path, nargs="+", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--criterion", choices=["asg", "ctc"], default="asg")
+    parser.add_argument("--channels", type=int, default=256)
+    parser.add_argument("--kernel", type=int, default=11)
+    parser.add_argument("--depth", type=int, default=8)
+    parser.add_argument("--minutes", type=float, default=120.0, help="wall-clock budget the LR schedule spans")
+    parser.add_argument("--batch-seconds", type=float, default=150.0)
+    parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N training clips (smoke runs)")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = asg_letters() if args.criterion == "asg" else ctc_letters()
+    config = Wav2LetterConfig.small(len(table), channels=args.channels, kernel=args.kernel, depth=args.depth)
+    model = Wav2Letter(config)
+    loss_fn: nn.Module = ASGLoss(len(table)) if args.criterion == "asg" else nn.CTCLoss(blank=table.blank_id or 0, reduction="none", zero_infinity=True)
+    params = [{"params": model.parameters(), "weight_decay": 1e-2}]
+    if isinstance(loss_fn, ASGLoss):
+        params.append({"params": loss_fn.parameters(), "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(params, lr=args.lr)
+    step, elapsed, best_cer = 0, 0.0, math.inf
+    last = args.out / "last.pt"
+    if args.resume and last.exists():
+        state = torch.load(last, weights_only=False)
+        model.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["criterion_state"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed, best_cer = state["step"], state["elapsed"], state.get("best_cer", math.inf)
+        rng = np.random.default_rng(args.seed + step)
+        print(f"resumed at step {step}, {elapsed / 60:.1f} min")
+
+    augment = None
+    if not args.no_augment:
+        from models.train.augment import AugmentConfig, Augmenter
+
+        augment = Augmenter(AugmentConfig())
+    train = load_clips(args.train, limit=args.limit)
+    train = [c for c in train if _trainable(c, table, config)]
+    dev = load_clips(args.dev)[:300]
+    print(f"{len(train)} training clips ({sum(len(c.audio) for c in train) / 16000 / 3600:.2f} h), {len(dev)} dev clips; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    batches = length_batches([len(c.audio) for c in train], max_samples=int(args.batch_seconds * 16000), rng=rng)
+
+    def save(path: Path) -> None:
+        torch.save({"architecture": "wav2letter", "criterion": args.criterion, "config": config.to_json(), "tokens": table.to_json(),
+                    "model": model.state_dict(), "criterion_state": loss_fn.state_dict(),
+                    "transitions": loss_fn.transitions.detach().clone() if isinstance(loss_fn, ASGLoss) else None,
+                    "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed, "best_cer": best_cer}, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+
+    log = (args.out / "log.jsonl").open("a")
+    model.train()
+    started, last_save, losses = time.time() - elapsed, time.time(), []
+    while elapsed < args.minutes * 60 and (args.max_steps is None or step < args.max_steps):
+        idx = next(batches)
+        clips = [train[i] for i in idx]
+        waves = [c.audio.astype(np.float32) / 32768 for c in clips]
+        if augment is not None:
+            waves = [augment(w, rng) for w in waves]
+        batch, lengths = pad_waves(waves, config)
+        targets, target_lengths = encode_batch(clips, table)
+        fraction = elapsed / (args.minutes * 60)
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        emissions = model(batch)  # [B, T, V]
+        if isinstance(loss_fn, ASGLoss):
+            per_utt = loss_fn(emissions, targets, lengths, target_lengths)
+        else:
+            per_utt = loss_fn(emissions.log_softmax(-1).transpose(0, 1), targets.clamp(min=0), lengths, target_lengths)
+        loss = (per_utt / lengths.clamp(min=1)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(list(model.parameters()) + list(loss_fn.parameters()), 5.0)
+        optimizer.step()
+        step += 1
+        elapsed = time.time() - started
+        losses.append(loss.item())
+        if step % 25 == 0:
+            print(f"step {step} {elapsed / 60:.1f} min lr {lr:.2e} loss {np.mean(losses):.3f}", flush=True)
+            log.write(json.dumps({"step": step, "minutes": elapsed / 60, "loss": float(np.mean(losses)), "lr": lr}) + "\n")
+            log.flush()
+            losses = []
+        if step % args.eval_every == 0:
+            wer, cer, pairs = evaluate(model, loss_fn, dev, table, args.criterion)
+            print(f"eval step {step}: dev WER {wer:.1f} CER {cer:.1f} | {pairs[0][1]!r} vs {pairs[0][0]!r}", flush=True)
+            log.write(json.dumps({"step": step, "minutes": elapsed / 60, "dev_wer": wer, "dev_cer": cer}) + "\n")
+            if cer < best_cer:
+                best_cer = cer
+                save(args.out / "best.pt")
+        if time.time() - last_save > args.checkpoint_minutes * 60:
+            save(last)
+            last_save = time.time()
+    save(last)
+    wer, cer, _ = evaluate(model, loss_fn, dev, table, args.criterion)
+    print(f"final: dev WER {wer:.1f} CER {cer:.1f}")
+    log.write(json.dumps({"step": step, "minutes": elapsed / 60, "dev_wer": wer, "dev_cer": cer, "final": True}) + "\n")
+    if cer < best_cer:
+        best_cer = cer
+        save(args.out / "best.pt")
+
+
+def _trainable(clip: Clip, table: TokenTable, config: Wav2LetterConfig) -> bool:
+    """Drop clips whose text the table cannot spell or whose frames are too few for the labels."""
+    try:
+        ids = table.encode(clip.text)
+    except ValueError:
+        return False
+    left, right = config.padding()
+    frames = config.output_frames(len(clip.audio) + left + right)
+    return 0 < len(ids) <= frames and all(a != b for a, b in zip(ids, ids[1:], strict=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Session-wide fixtures: tiny ASG and CTC Wav2Letter bundles exported through the real export step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from tests.helpers import save_wav2letter_checkpoint
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from export.wav2letter import export_wav2letter
+
+    root = tmp_path_factory.mktemp("models")
+    work = tmp_path_factory.mktemp("checkpoints")
+    export_wav2letter(save_wav2letter_checkpoint(work / "asg.pt", criterion="asg"), root / "tiny-asg", int8=True, log=False)
+    export_wav2letter(save_wav2letter_checkpoint(work / "ctc.pt", criterion="ctc", seed=1), root / "tiny-ctc", log=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def settings(models_dir: Path) -> Settings:
+    return Settings(models_dir=models_dir, default_model="tiny-asg", threads=1, workers=2)
+
+
+@pytest.fixture()
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
