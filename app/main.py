@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import http, openai
+from app.api import http, openai, stream
 from app.api.errors import install_error_handlers
 from app.api.metrics import Metrics
 from app.asr.batching import InferenceEngine
@@ -50,10 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.api_keys = settings.all_api_keys()
     app.state.shutting_down = False
+    app.state.active_streams = 0
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     install_error_handlers(app)
     app.include_router(http.router)
     app.include_router(http.protected)
     app.include_router(openai.router)
+    app.include_router(stream.router)
     return app

@@ -44,12 +44,13 @@ from app.asr.tokens import WORD_SEPARATOR, TokenTable
 from export.onnx import describe_source, export_acoustic_onnx, finish_bundle
 from export.verify import ParityError, ParityReport, check_parity, check_quantized, test_inputs
 from export.wav2letter import CheckpointError
+from models.wav2vec2 import NORMALIZE_EPS as HF_NORMALIZE_EPS
+from models.wav2vec2 import conv_geometry
 
 MAX_INT8_CHANGED = 0.05
 MAX_FP16_CHANGED = 0.05
 PARITY_LENGTHS = (1600, 7123, 32000, 80000)  # 0.1 s to 5 s, one not a multiple of the stride
 PARITY_BATCHES = (1, 2)
-HF_NORMALIZE_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
 TORCHAUDIO_NORMALIZE_EPS = 1e-5  # torchaudio's bundles: layer_norm over the whole waveform
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 TORCHAUDIO_BUILDERS = ("wav2vec2_base", "wav2vec2_large", "wav2vec2_large_lv60k", "wav2vec2_xlsr_300m", "wav2vec2_xlsr_1b",
@@ -59,21 +60,6 @@ SPECIAL_TOKEN = re.compile(r"^<[^<>]*>$")
 
 
 # --- pieces both sources share ---------------------------------------------------------------
-def conv_geometry(kernels: Sequence[int], strides: Sequence[int]) -> tuple[int, int]:
-    """`(frame_stride, receptive_field)` of a stack of valid 1-D convolutions.
-
-    Frame t of the stack reads input samples `[t * stride, t * stride + receptive_field)`,
-    and a stack gives `(N - receptive_field) // stride + 1` frames, as the runtime assumes.
-    """
-    if len(kernels) != len(strides) or not kernels:
-        raise ValueError(f"need one stride per kernel, got kernels {list(kernels)} and strides {list(strides)}")
-    receptive, jump = 1, 1
-    for kernel, stride in zip(kernels, strides, strict=True):
-        receptive += (kernel - 1) * jump
-        jump *= stride
-    return jump, receptive
-
-
 def ctc_token_table(tokens: Sequence[str], *, blank: str, separator: str = WORD_SEPARATOR, special: Iterable[str] = ()) -> TokenTable:
     """The manifest's table for a source vocabulary (ordered by id).
 

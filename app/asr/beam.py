@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from app.asr.alignment import align_asg, align_ctc
+from app.asr.alignment import align_asg, align_ctc, word_spans
 from app.asr.lexicon import Hotword, HotwordGraph, HotNode, Lexicon, TrieNode, overlay_words
 from app.asr.ngram import NgramLM
 from app.asr.tokens import TokenTable
@@ -160,7 +160,7 @@ class _Scorer:
         self.blank = blank
         self.sep = tokens.separator_id if tokens is not None else None
         self.hot = HotwordGraph(hotwords) if hotwords else None
-        self.word_level = lm is not None or lexicon is not None or self.hot is not None
+        self.word_level = self.sep is not None  # words are tracked whenever they can be delimited
         self.root: TrieNode | None = None
         self.off_smear = 0.0
         if lexicon is not None:
@@ -494,26 +494,9 @@ def beam_search(
                 word_count=len(q.words),
                 frames=frames,
                 words=q.words,
-                word_frames=_word_frames(labels, frames, scorer.sep),
+                word_frames=word_spans(labels, frames, scorer.sep),
                 hotword_score=q.hot_banked,
             )
         )
     return results
 
-
-def _word_frames(
-    labels: Sequence[int], frames: Sequence[tuple[int, int]], sep: int | None
-) -> tuple[tuple[int, int], ...]:
-    """Frames [start, end) of each separator-delimited run of labels."""
-    spans: list[tuple[int, int]] = []
-    start: int | None = None
-    for label, (first, end) in zip(labels, frames, strict=True):
-        if label == sep:
-            start = None
-            continue
-        if start is None:
-            start = first
-            spans.append((first, end))
-        else:
-            spans[-1] = (start, end)
-    return tuple(spans)

@@ -1,0 +1,257 @@
+"""`WS /v1/stream`: live transcription over WebSocket.
+
+Protocol
+--------
+1. The client sends a JSON config (`type` may be left out)::
+
+       {"type": "config", "model": "wav2letter-asg", "sample_rate": 16000, "encoding": "pcm_s16le",
+        "channels": 1, "decoder": "greedy", "beam_size": 16, "rescore": false, "hotwords": [],
+        "interim_results": true, "endpoint_silence": 0.6, "max_utterance": 20}
+
+   and receives `{"type": "ready", "model": ..., "sample_rate": <model rate>}`.
+2. Then binary frames of audio of any size (`pcm_s16le` or `f32le`, interleaved channels).
+   The server answers `{"type": "partial", "text"}` while speech goes on and
+   `{"type": "final", "text", "words", "start", "end", "nbest"}` at each endpoint.
+3. `{"type": "eof"}` flushes the last final result; the server then closes with 1000.
+
+Errors are `{"type": "error", "code", "message"}` followed by a close: 1003 for malformed
+messages, 1008 for authentication or policy, 1009 for oversized frames, 1013 when the
+server is at its stream limit, 1001 after the idle timeout.
+
+Authentication (when API keys are set): `Authorization: Bearer <key>` header, or the
+subprotocol pair `["bearer", "<key>"]` for browsers that cannot set headers. Never a query
+string, which lands in access logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soxr
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from app.api.deps import bearer_token, key_is_valid
+from app.api.http import options_from
+from app.asr.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from app.asr.errors import ASRError
+from app.asr.streaming import Stream, StreamOptions, StreamResult
+
+router = APIRouter()
+log = logging.getLogger(__name__)
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, close_code: int = 1003) -> None:
+        super().__init__(message)
+        self.code, self.message, self.close_code = code, message, close_code
+
+
+@dataclass
+class AudioFormat:
+    """Turns client frames into mono float32 at the model rate, across frame boundaries."""
+
+    sample_rate: int
+    encoding: str
+    channels: int
+    model_rate: int
+
+    def __post_init__(self) -> None:
+        self.width = 2 if self.encoding == "pcm_s16le" else 4
+        self.leftover = b""
+        self.resampler = soxr.ResampleStream(self.sample_rate, self.model_rate, 1, dtype="float32", quality="HQ") if self.sample_rate != self.model_rate else None
+
+    def convert(self, data: bytes, *, last: bool = False) -> np.ndarray:
+        data = self.leftover + data
+        frame = self.width * self.channels
+        whole = len(data) - len(data) % frame
+        self.leftover = data[whole:]
+        if self.encoding == "pcm_s16le":
+            samples = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
+        else:
+            samples = np.frombuffer(data[:whole], dtype="<f4").astype(np.float32)
+            if not np.isfinite(samples).all():
+                raise ProtocolError("invalid_audio", "audio frame contains NaN or infinite samples")
+        if self.channels > 1:
+            samples = samples.reshape(-1, self.channels).mean(axis=1)
+        if self.resampler is not None:
+            samples = self.resampler.resample_chunk(samples, last=last)
+        return samples.astype(np.float32, copy=False)
+
+
+def parse_config(text: str) -> dict[str, Any]:
+    try:
+        config = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ProtocolError("invalid_json", f"config is not valid JSON: {e.msg if hasattr(e, 'msg') else e}") from e
+    if not isinstance(config, dict):
+        raise ProtocolError("invalid_config", "config must be a JSON object")
+    if config.get("type", "config") != "config":
+        raise ProtocolError("invalid_config", f"first message must be the config, got type {config.get('type')!r}")
+    return config
+
+
+def build_stream(websocket: WebSocket, config: dict[str, Any]) -> tuple[Stream, AudioFormat]:
+    state = websocket.app.state
+    fields = {k: [str(v).lower() if isinstance(v, bool) else str(v)] for k, v in config.items() if k in (
+        "model", "decoder", "beam_size", "nbest", "lm", "rescore", "lm_weight", "word_score", "word_timestamps", "precision") and v is not None}
+    hotwords = config.get("hotwords", [])
+    if not isinstance(hotwords, list) or not all(isinstance(h, str) for h in hotwords):
+        raise ProtocolError("invalid_config", "hotwords must be a list of strings")
+    fields["hotwords"] = [",".join(hotwords)] if hotwords else []
+    try:
+        model, options = options_from(fields, {})
+        bundle = state.recognizer.bundle(model)
+        acoustic = state.recognizer.acoustic_model(bundle, options)
+        stream_options = StreamOptions(
+            interim_results=bool(config.get("interim_results", True)),
+            endpoint_silence=_number(config, "endpoint_silence", 0.6, 0.1, 10.0),
+            max_utterance=_number(config, "max_utterance", 20.0, 1.0, 120.0),
+        )
+    except ASRError as e:
+        raise ProtocolError(e.code, e.message, 1008) from e
+    rate = config.get("sample_rate", bundle.manifest.sample_rate)
+    channels = config.get("channels", 1)
+    encoding = config.get("encoding", "pcm_s16le")
+    if not isinstance(rate, int) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ProtocolError("invalid_config", f"sample_rate={rate!r} must be an integer in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}")
+    if not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+        raise ProtocolError("invalid_config", f"channels={channels!r} must be an integer in 1..{MAX_CHANNELS}")
+    if encoding not in ("pcm_s16le", "f32le"):
+        raise ProtocolError("invalid_config", f"encoding={encoding!r} is unknown; use 'pcm_s16le' or 'f32le'")
+    stream = Stream(state.recognizer, bundle, acoustic, options, stream_options)
+    return stream, AudioFormat(rate, encoding, channels, bundle.manifest.sample_rate)
+
+
+def _number(config: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = config.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ProtocolError("invalid_config", f"{name}={value!r} must be a number in {low:g}..{high:g}")
+    return float(value)
+
+
+def result_message(result: StreamResult) -> dict[str, Any]:
+    if result.kind == "partial":
+        return {"type": "partial", "text": result.text, "start": round(result.start, 3)}
+    transcript = result.transcript
+    assert transcript is not None
+    return {
+        "type": "final", "text": result.text, "start": round(result.start, 3), "end": round(result.end, 3),
+        "words": [w.__dict__ for w in transcript.words],
+        "nbest": [n.__dict__ for n in transcript.nbest],
+    }
+
+
+def authorized(websocket: WebSocket) -> tuple[bool, str | None]:
+    """Header bearer token or the subprotocol pair ("bearer", key); returns the subprotocol to echo."""
+    keys: list[str] = websocket.app.state.api_keys
+    if not keys:
+        return True, None
+    if key_is_valid(bearer_token(websocket.headers.get("authorization")), keys):
+        return True, None
+    protocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    if len(protocols) >= 2 and protocols[0] == "bearer" and key_is_valid(protocols[1], keys):
+        return True, "bearer"
+    return False, None
+
+
+class StreamSession:
+    """Runs one connection: all the work of one stream happens in order, in the inference pool."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+        self.state = websocket.app.state
+        self.lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.websocket.client_state == WebSocketState.CONNECTED:
+            await self.websocket.send_text(json.dumps(message))
+
+    async def fail(self, code: str, message: str, close_code: int) -> None:
+        await self.send({"type": "error", "code": code, "message": message})
+        if self.websocket.client_state == WebSocketState.CONNECTED:
+            await self.websocket.close(close_code)
+
+    async def run_in_pool(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        async with self.lock:
+            return await loop.run_in_executor(self.state.executor, fn, *args)
+
+    async def serve(self) -> None:
+        settings = self.state.settings
+        config_message = await asyncio.wait_for(self.websocket.receive(), timeout=settings.stream_idle_seconds)
+        if config_message["type"] == "websocket.disconnect":
+            return
+        if config_message.get("text") is None:
+            raise ProtocolError("config_expected", "the first message must be a JSON config, not binary audio")
+        stream, audio_format = build_stream(self.websocket, parse_config(config_message["text"]))
+        await self.send({"type": "ready", "model": stream.bundle.name, "sample_rate": stream.bundle.manifest.sample_rate})
+        while True:
+            try:
+                message = await asyncio.wait_for(self.websocket.receive(), timeout=settings.stream_idle_seconds)
+            except TimeoutError:
+                await self.fail("idle_timeout", f"no message for {settings.stream_idle_seconds:g} s", 1001)
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            data, text = message.get("bytes"), message.get("text")
+            if data is not None:
+                if len(data) > settings.ws_max_message_bytes:
+                    raise ProtocolError("frame_too_large", f"audio frame of {len(data)} bytes exceeds {settings.ws_max_message_bytes}", 1009)
+                samples = audio_format.convert(data)
+                for result in await self.run_in_pool(stream.accept, samples):
+                    await self.send(result_message(result))
+                continue
+            event = _parse_event(text)
+            if event.get("type") != "eof":
+                raise ProtocolError("unknown_message", f"unknown message type {event.get('type')!r}; send binary audio or {{\"type\": \"eof\"}}")
+            tail = audio_format.convert(b"", last=True)
+            results = await self.run_in_pool(lambda: stream.accept(tail) + stream.finish())
+            for result in results:
+                await self.send(result_message(result))
+            await self.send({"type": "eof"})
+            await self.websocket.close(1000)
+            return
+
+
+def _parse_event(text: str | None) -> dict[str, Any]:
+    try:
+        event = json.loads(text or "")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ProtocolError("invalid_json", "text frame is not valid JSON") from e
+    if not isinstance(event, dict):
+        raise ProtocolError("invalid_json", "text frame must be a JSON object")
+    return event
+
+
+@router.websocket("/v1/stream")
+async def stream_endpoint(websocket: WebSocket) -> None:
+    state = websocket.app.state
+    ok, subprotocol = authorized(websocket)
+    if not ok:
+        await websocket.close(1008, reason="missing or invalid API key")
+        return
+    await websocket.accept(subprotocol=subprotocol)
+    session = StreamSession(websocket)
+    if state.active_streams >= state.settings.max_streams or state.shutting_down:
+        await session.fail("too_many_streams", f"the server is at its limit of {state.settings.max_streams} streams", 1013)
+        return
+    state.active_streams += 1
+    state.metrics.streams.inc()
+    try:
+        await session.serve()
+    except ProtocolError as e:
+        await session.fail(e.code, e.message, e.close_code)
+    except (WebSocketDisconnect, TimeoutError):
+        pass
+    except Exception:  # noqa: BLE001 - one stream's fault must not take the server down
+        log.exception("stream failed")
+        await session.fail("internal_error", "the stream failed", 1011)
+    finally:
+        state.active_streams -= 1
+        state.metrics.streams.dec()

@@ -1,0 +1,172 @@
+"""Per-connection streaming state: the shared recognizer does the work, a `Stream` holds the rest.
+
+`Stream.accept(samples)` takes audio at the model rate in pieces of any size and computes
+emissions as soon as enough input exists:
+
+- exact-context bundles (Wav2Letter): frame `t` is computed once its whole receptive field
+  has arrived, from exactly the samples it depends on, so streamed emissions equal the
+  offline ones whatever the piece sizes;
+- full-context bundles (wav2vec 2.0): a sliding window with `left_context` frames of
+  history and `right_context` frames of look-ahead; only frames with their look-ahead in
+  hand are committed, so nothing is duplicated or dropped at window seams.
+
+Endpointing comes from the emissions themselves (as Riva does): when the utterance has
+speech and its last `endpoint_silence` seconds of frames are all blank or word separator,
+or it reaches `max_utterance` seconds, the utterance is decoded into a final result and a
+new one begins. Transformer-XL memory (when rescoring) follows the sequence of finals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.asr.bundle import AcousticBundle
+from app.asr.options import DecodeOptions
+from app.asr.recognizer import Recognizer, Transcript, greedy_segments
+from app.asr.runtime import AcousticModel
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    chunk_frames: int = 8  # compute once this many new frames can be committed (160 ms at 50 fps)
+    left_context: int = 200  # full-context models: frames of history each window sees
+    right_context: int = 40  # full-context models: look-ahead frames before a frame is committed
+    endpoint_silence: float = 0.6  # seconds of blank/separator frames that end an utterance
+    max_utterance: float = 20.0  # seconds: an utterance is cut into a final after this long
+    interim_results: bool = True
+
+
+@dataclass
+class StreamResult:
+    kind: str  # "partial" or "final"
+    text: str
+    transcript: Transcript | None = None
+    start: float = 0.0
+    end: float = 0.0
+
+
+@dataclass
+class Stream:
+    recognizer: Recognizer
+    bundle: AcousticBundle
+    model: AcousticModel
+    options: DecodeOptions
+    stream_options: StreamOptions = field(default_factory=StreamOptions)
+    # input state: padded-input samples from global index `offset` on
+    buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    offset: int = 0
+    committed: int = 0  # frames committed so far (global)
+    ended: bool = False
+    # utterance state
+    emissions: list[np.ndarray] = field(default_factory=list)
+    utterance_start: int = 0  # global frame index where the current utterance begins
+    last_partial: str = ""
+    rescore_mems: object | None = None  # Transformer-XL memory carried from final to final
+    history: list[np.ndarray] | None = None  # every committed frame, when a caller asks to keep them
+
+    def __post_init__(self) -> None:
+        self.buffer = np.zeros(self.model.geometry.left_pad, np.float32)
+        geometry = self.model.geometry
+        self.frame_seconds = geometry.stride / self.bundle.manifest.sample_rate
+        self.left_context = 0 if geometry.exact else self.stream_options.left_context
+        self.right_context = 0 if geometry.exact else self.stream_options.right_context
+
+    @property
+    def utterance_frames(self) -> int:
+        return sum(len(e) for e in self.emissions)
+
+    def accept(self, samples: np.ndarray) -> list[StreamResult]:
+        """Add audio at the model rate; returns partial/final results it produced."""
+        if len(samples):
+            self.buffer = np.concatenate([self.buffer, samples.astype(np.float32, copy=False)])
+        return self._advance(final=False)
+
+    def finish(self) -> list[StreamResult]:
+        """End of input: the right padding, the last frames, the last final result."""
+        if self.ended:
+            return []
+        self.ended = True
+        geometry = self.model.geometry
+        total = self.offset + len(self.buffer) + geometry.right_pad
+        short = max(geometry.min_samples, geometry.receptive_field) - total
+        self.buffer = np.concatenate([self.buffer, np.zeros(geometry.right_pad + max(short, 0), np.float32)])
+        results = self._advance(final=True)
+        if self.utterance_frames:
+            results.append(self._final())
+        return results
+
+    def _advance(self, *, final: bool) -> list[StreamResult]:
+        geometry = self.model.geometry
+        available = geometry.frames(self.offset + len(self.buffer))
+        target = available if (final or geometry.exact) else max(available - self.right_context, self.committed)
+        if target - self.committed < (1 if final else self.stream_options.chunk_frames):
+            return []
+        results: list[StreamResult] = []
+        while self.committed < target:
+            step = min(target, self.committed + self.model.window_frames)
+            self._compute(step, available)
+            results.extend(self._check_endpoint())
+        if self.stream_options.interim_results and self.utterance_frames and not final:
+            text = self._greedy_text()
+            if text != self.last_partial:
+                self.last_partial = text
+                results.append(StreamResult("partial", text, start=self.utterance_start * self.frame_seconds))
+        return results
+
+    def _compute(self, target: int, available: int) -> None:
+        """Commit frames `[committed, target)`; drop input no later window needs."""
+        geometry = self.model.geometry
+        lo = max(self.committed - self.left_context, 0)
+        hi = available if not geometry.exact else target
+        start, end = geometry.span(lo, hi)
+        window = self.buffer[start - self.offset : end - self.offset]
+        frames = self.model.run(window[None])[0]
+        self.emissions.append(frames[self.committed - lo : target - lo])
+        if self.history is not None:
+            self.history.append(self.emissions[-1])
+        self.committed = target
+        keep_from = geometry.span(max(self.committed - self.left_context, 0), self.committed + 1)[0]
+        if keep_from > self.offset:
+            self.buffer = self.buffer[keep_from - self.offset :]
+            self.offset = keep_from
+
+    def _check_endpoint(self) -> list[StreamResult]:
+        frames = self.utterance_frames
+        if frames == 0:
+            return []
+        if frames * self.frame_seconds >= self.stream_options.max_utterance:
+            return [self._final()]
+        silence = int(self.stream_options.endpoint_silence / self.frame_seconds)
+        if frames <= silence:
+            return []
+        emissions = np.concatenate(self.emissions)
+        self.emissions = [emissions]
+        is_quiet = np.isin(emissions.argmax(axis=1), self._quiet_tokens())
+        if is_quiet.all():  # nothing said yet: slide the utterance start instead of growing it
+            self.utterance_start += frames
+            self.emissions = []
+        elif is_quiet[-silence:].all():
+            return [self._final()]
+        return []
+
+    def _quiet_tokens(self) -> list[int]:
+        table = self.bundle.manifest.tokens
+        return [i for i in (table.blank_id, table.separator_id) if i is not None]
+
+    def _greedy_text(self) -> str:
+        emissions = np.concatenate(self.emissions)
+        self.emissions = [emissions]
+        segments, _ = greedy_segments(emissions, self.bundle)
+        return self.bundle.manifest.tokens.decode([tok for tok, _ in segments])
+
+    def _final(self) -> StreamResult:
+        emissions = np.concatenate(self.emissions) if self.emissions else np.zeros((0, len(self.bundle.manifest.tokens)), np.float32)
+        start = self.utterance_start
+        transcript = self.recognizer.decode(self.bundle, emissions, self.options, duration=len(emissions) * self.frame_seconds, frame_offset=start)
+        self.emissions = []
+        self.utterance_start = start + len(emissions)
+        self.last_partial = ""
+        return StreamResult("final", transcript.text, transcript, start=start * self.frame_seconds, end=self.utterance_start * self.frame_seconds)
+
