@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from app.config import Settings
@@ -93,7 +92,7 @@ def transcribe(argv: list[str] | None = None) -> None:
             status = 1
             continue
         if args.format == "json":
-            print(json.dumps({"file": str(path), **asdict(transcript)}))
+            print(json.dumps({"file": str(path), **transcript.to_json()}))
         elif args.format == "srt":
             print(to_srt(transcript))
         elif args.format == "vtt":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bundles = load_bundles(settings.models_dir, threads=settings.resolved_threads(), device=settings.device, precisions=tuple(settings.precisions))
         for name, reason in bundles.failures.items():
             log.error("bundle %s failed to load: %s", name, reason)
-        recognizer = Recognizer(bundles, default_model=settings.default_model)
+        recognizer = Recognizer(bundles, default_model=settings.default_model, threads=settings.resolved_threads())
+        await asyncio.get_running_loop().run_in_executor(None, recognizer.warm_up)
+        gc.freeze()  # the loaded LMs are long-lived: keep them out of every later collection
         executor = ThreadPoolExecutor(max_workers=settings.resolved_workers(), thread_name_prefix="asr-infer")
         app.state.recognizer = recognizer
         app.state.executor = executor

@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ta = sub.add_parser("wav2vec2-torchaudio", help="torchaudio Wav2Vec2Model state dict + builder + token list")
     ta.add_argument("checkpoint", type=Path)
-    ta.add_argument("--builder", default="wav2vec2_base", help="torchaudio.models builder name (wav2vec2_base, ...)")
+    ta.add_argument("--builder", default="wav2vec2_base",
+                    help="torchaudio.models builder name (wav2vec2_base, hubert_large, ...) or a JSON file of wav2vec2_model keyword arguments")
     ta.add_argument("--tokens", type=Path, required=True, help="token list, one per line, blank first unless --blank says otherwise")
     ta.add_argument("--blank", default="<blank>")
     common(ta)

@@ -99,7 +99,7 @@ def parse_config(text: str) -> dict[str, Any]:
 def build_stream(websocket: WebSocket, config: dict[str, Any]) -> tuple[Stream, AudioFormat]:
     state = websocket.app.state
     fields = {k: [str(v).lower() if isinstance(v, bool) else str(v)] for k, v in config.items() if k in (
-        "model", "decoder", "beam_size", "nbest", "lm", "rescore", "lm_weight", "word_score", "word_timestamps", "precision") and v is not None}
+        "model", "decoder", "beam_size", "nbest", "lm", "rescore", "lm_weight", "word_score", "allow_oov", "word_timestamps", "precision") and v is not None}
     hotwords = config.get("hotwords", [])
     if not isinstance(hotwords, list) or not all(isinstance(h, str) for h in hotwords):
         raise ProtocolError("invalid_config", "hotwords must be a list of strings")
@@ -140,11 +140,8 @@ def result_message(result: StreamResult) -> dict[str, Any]:
         return {"type": "partial", "text": result.text, "start": round(result.start, 3)}
     transcript = result.transcript
     assert transcript is not None
-    return {
-        "type": "final", "text": result.text, "start": round(result.start, 3), "end": round(result.end, 3),
-        "words": [w.__dict__ for w in transcript.words],
-        "nbest": [n.__dict__ for n in transcript.nbest],
-    }
+    body = transcript.to_json()
+    return {"type": "final", "text": result.text, "start": round(result.start, 3), "end": round(result.end, 3), "words": body["words"], "nbest": body["nbest"]}
 
 
 def authorized(websocket: WebSocket) -> tuple[bool, str | None]:

@@ -23,18 +23,25 @@ def align_ctc(emissions: np.ndarray, blank: int, labels: Sequence[int]) -> Frame
         return ()
     states = np.full(2 * n + 1, blank, dtype=np.int64)  # [S] blank l1 blank l2 ... blank
     states[1::2] = labels
-    skip = np.zeros(2 * n + 1, dtype=bool)  # may jump from s-2 (different labels around a blank)
-    skip[3::2] = states[3::2] != states[1:-2:2]
-    emit = emissions[:, states]  # [T, S]
-    alpha = np.full(2 * n + 1, -np.inf)
-    alpha[:2] = emit[0, :2]
-    back = np.zeros((num_frames, 2 * n + 1), dtype=np.int8)  # 0 stay, 1 from s-1, 2 from s-2
+    size = 2 * n + 1
+    no_skip = np.ones(size, dtype=bool)  # a label may not be entered from s-2 across a blank
+    no_skip[3::2] = states[3::2] == states[1:-2:2]  # ... when both sides carry the same label
+    alpha = np.full(size, -np.inf)
+    alpha[:2] = emissions[0, states[:2]]
+    back = np.zeros((num_frames, size), dtype=np.int8)  # 0 stay, 1 from s-1, 2 from s-2 (no [T, S] floats)
+    from1 = np.full(size, -np.inf)
+    from2 = np.full(size, -np.inf)
+    best = np.empty(size)
     for t in range(1, num_frames):
-        step1 = np.concatenate(([-np.inf], alpha[:-1]))
-        step2 = np.where(skip, np.concatenate(([-np.inf, -np.inf], alpha[:-2])), -np.inf)
-        moves = np.stack([alpha, step1, step2])  # [3, S]
-        back[t] = moves.argmax(axis=0)
-        alpha = moves[back[t], np.arange(2 * n + 1)] + emit[t]
+        from1[1:] = alpha[:-1]
+        from2[2:] = alpha[:-2]
+        from2[no_skip] = -np.inf
+        row = back[t]
+        np.greater(from1, alpha, out=row, casting="unsafe")
+        np.maximum(alpha, from1, out=best)
+        row[from2 > best] = 2
+        np.maximum(best, from2, out=alpha)
+        alpha += emissions[t, states]
     state = 2 * n if alpha[2 * n] >= alpha[2 * n - 1] else 2 * n - 1
     if alpha[state] == -np.inf:
         raise ValueError(f"{n} labels cannot be aligned to {num_frames} frames")
@@ -53,17 +60,16 @@ def align_asg(emissions: np.ndarray, transitions: np.ndarray, labels: Sequence[i
     if n == 0 or num_frames == 0:
         return ()
     lab = np.asarray(labels, dtype=np.int64)
-    emit = emissions[:, lab]  # [T, N]
     stay = transitions[lab, lab]  # [N]
     move = np.concatenate(([-np.inf], transitions[lab[1:], lab[:-1]]))  # [N] from label j-1
     alpha = np.full(n, -np.inf)
-    alpha[0] = emit[0, 0]
+    alpha[0] = emissions[0, lab[0]]
     back = np.zeros((num_frames, n), dtype=bool)  # True: came from j-1
     for t in range(1, num_frames):
         stayed = alpha + stay
         moved = np.concatenate(([-np.inf], alpha[:-1])) + move
         back[t] = moved > stayed
-        alpha = np.maximum(stayed, moved) + emit[t]
+        alpha = np.maximum(stayed, moved) + emissions[t, lab]
     if alpha[n - 1] == -np.inf:
         raise ValueError(f"{n} labels cannot be aligned to {num_frames} frames")
     path = np.empty(num_frames, dtype=np.int64)

@@ -111,25 +111,37 @@ class _Off:
 _OFF = _Off()
 
 
+class _Words:
+    """Word-level state, shared by every prefix of one word: it only changes at a separator."""
+
+    __slots__ = ("words", "lm_state", "lm_logprob", "oov_count", "sep_count", "hot_node", "hot_banked", "hot_offset", "fixed")
+
+    def __init__(
+        self, words: tuple[str, ...], lm_state: tuple[int, ...], lm_logprob: float, oov_count: int, sep_count: int,
+        hot: tuple[HotNode | None, float, float],
+    ) -> None:  # fmt: skip
+        self.words, self.lm_state, self.lm_logprob = words, lm_state, lm_logprob
+        self.oov_count, self.sep_count = oov_count, sep_count
+        self.hot_node, self.hot_banked, self.hot_offset = hot
+        self.fixed = 0.0  # the word-level score without look-ahead, set by `_Scorer.fix`
+
+    @property
+    def hot_score(self) -> float:
+        return 0.0 if self.hot_node is None else self.hot_banked + self.hot_node.credit - self.hot_offset
+
+
 class _Prefix:
-    """A label prefix and its word-level state; created once per (parent, token)."""
+    """A label prefix; created once per (parent, token), so identity is exact merging."""
 
-    __slots__ = (
-        "parent", "token", "children", "node", "word_tokens", "lm_state", "lm_logprob", "words",
-        "oov_count", "sep_count", "hot_node", "hot_banked", "hot_offset", "smear", "lang", "sep_delta",
-    )  # fmt: skip
+    __slots__ = ("parent", "token", "node", "word_tokens", "ctx", "smear", "lang", "sep_delta", "sep_ctx")
 
-    def __init__(self, parent: _Prefix | None, token: int) -> None:
-        self.parent = parent
-        self.token = token
-        self.children: dict[int, _Prefix] = {}
+    def __init__(self, parent: _Prefix | None, token: int, node: TrieNode | _Off | None,
+                 word_tokens: tuple[int, ...], ctx: _Words, smear: float) -> None:  # fmt: skip
+        self.parent, self.token, self.node, self.word_tokens, self.ctx = parent, token, node, word_tokens, ctx
+        self.smear = smear
+        self.lang = ctx.fixed + smear  # everything but the acoustic score
         self.sep_delta: float | None = None
-        if parent is not None:
-            self.node, self.word_tokens = parent.node, parent.word_tokens
-            self.lm_state, self.lm_logprob, self.words = parent.lm_state, parent.lm_logprob, parent.words
-            self.oov_count, self.sep_count = parent.oov_count, parent.sep_count
-            self.hot_node, self.hot_banked, self.hot_offset = parent.hot_node, parent.hot_banked, parent.hot_offset
-            self.smear, self.lang = parent.smear, parent.lang
+        self.sep_ctx: _Words | None = None
 
     def labels(self) -> tuple[int, ...]:
         out: list[int] = []
@@ -138,14 +150,6 @@ class _Prefix:
             out.append(p.token)
             p = p.parent
         return tuple(reversed(out))
-
-
-class _Completion:
-    __slots__ = ("words", "lm_state", "lm_logprob", "oov_count", "hot")
-
-    def __init__(self, words: tuple[str, ...], lm_state: tuple[int, ...], lm_logprob: float,
-                 oov_count: int, hot: tuple[HotNode | None, float, float]) -> None:  # fmt: skip
-        self.words, self.lm_state, self.lm_logprob, self.oov_count, self.hot = words, lm_state, lm_logprob, oov_count, hot
 
 
 class _Scorer:
@@ -173,18 +177,27 @@ class _Scorer:
             unk_lm = lm.unigram_logprob(lm.unk_id) if lm is not None else 0.0
             self.off_smear = options.lm_weight * unk_lm + options.unk_score
         self._zeros = np.zeros(self.width)
+        # Every prefix made, by id(parent) * width + token: makes children canonical, keeps
+        # ids unique for the search's lifetime, and avoids parent<->child reference cycles.
+        self._made: dict[int, _Prefix] = {}
+        self._letters: tuple[str, ...] = tokens.tokens if tokens is not None else ()
+        self._repeats = {tokens.tokens.index(str(n)): n for n in range(1, tokens.repetition_labels + 1)} if tokens else {}
         self._row_key = (options.lm_weight, options.allow_oov, self.off_smear, self.sep, self.blank, self.width)
 
-    # -- prefixes ----------------------------------------------------------------------
+    def fix(self, ctx: _Words) -> _Words:
+        o = self.o
+        ctx.fixed = (
+            o.lm_weight * ctx.lm_logprob + o.word_score * len(ctx.words) + o.silence_score * ctx.sep_count
+            + o.unk_score * ctx.oov_count + ctx.hot_score
+        )  # fmt: skip
+        return ctx
 
     def root_prefix(self) -> _Prefix:
-        p = _Prefix(None, -1)
-        p.node, p.word_tokens, p.words = self.root, (), ()
-        p.lm_state = self.lm.begin_state() if self.lm is not None else ()
-        p.lm_logprob, p.oov_count, p.sep_count = 0.0, 0, 0
-        p.hot_node, p.hot_banked, p.hot_offset = (self.hot.root if self.hot else None), 0.0, 0.0
-        p.smear, p.lang = 0.0, 0.0
-        return p
+        lm_state = self.lm.begin_state() if self.lm is not None else ()
+        ctx = _Words((), lm_state, 0.0, 0, 0, (self.hot.root if self.hot else None, 0.0, 0.0))
+        root = _Prefix(None, -1, self.root, (), self.fix(ctx), 0.0)
+        self._made[-1] = root
+        return root
 
     def smear(self, node: TrieNode | _Off | None) -> float:
         if node is None or node is self.root:
@@ -199,8 +212,9 @@ class _Scorer:
         node = p.node
         if not isinstance(node, TrieNode):
             return self._zeros
-        if node.row_key == self._row_key:
-            return node.row  # type: ignore[return-value]
+        cached = node.row
+        if cached is not None and cached[0] == self._row_key:
+            return cached[1]  # type: ignore[return-value]
         here = self.smear(node)
         row = np.full(self.width, self.off_smear - here if self.o.allow_oov else _NEG_INF)
         for token, child in node.children.items():
@@ -210,100 +224,89 @@ class _Scorer:
             row[self.blank] = _NEG_INF
         if self.sep is not None:
             row[self.sep] = 0.0
-        node.row, node.row_key = row, self._row_key
+        node.row = (self._row_key, row)
         return row
 
     def child(self, p: _Prefix, token: int) -> _Prefix:
-        q = p.children.get(token)
+        key = id(p) * self.width + token
+        q = self._made.get(key)
         if q is not None:
             return q
-        if token == self.sep:
+        if not self.word_level:
+            q = _Prefix(p, token, None, (), p.ctx, 0.0)
+        elif token == self.sep:
             self.sep_delta(p)
-            return p.children[token]
-        q = _Prefix(p, token)
-        if self.word_level:
-            q.word_tokens = (*p.word_tokens, token)
-            if self.root is not None:
-                node = p.node
-                q.node = node.children.get(token, _OFF) if isinstance(node, TrieNode) else _OFF
-                q.smear = self.smear(q.node)
-                q.lang = p.lang + (q.smear - p.smear)
-        p.children[token] = q
+            assert p.sep_ctx is not None, "a ruled-out separator was selected"
+            q = _Prefix(p, token, self.root, (), p.sep_ctx, 0.0)
+        elif self.root is None:
+            q = _Prefix(p, token, None, (*p.word_tokens, token), p.ctx, 0.0)
+        else:
+            node = p.node
+            node = node.children.get(token, _OFF) if isinstance(node, TrieNode) else _OFF
+            q = _Prefix(p, token, node, (*p.word_tokens, token), p.ctx, self.smear(node))
+        self._made[key] = q
         return q
 
     def sep_delta(self, p: _Prefix) -> float:
         """lang(p + separator) - lang(p), -inf when the word before it is not allowed."""
-        if p.sep_delta is not None:
-            return p.sep_delta
-        q = _Prefix(p, self.sep if self.sep is not None else -1)
-        q.sep_count += 1
-        done = self.complete(p, force=False)
-        if done is None:
-            p.sep_delta = _NEG_INF
-            q.lang = _NEG_INF
-        else:
-            self._apply(q, done)
-            q.node, q.word_tokens, q.smear = self.root, (), 0.0
-            q.lang = self.lang_of(q)
-            p.sep_delta = q.lang - p.lang
-        p.children[q.token] = q
+        if p.sep_delta is None:
+            ctx = self.complete(p, force=False, separators=1)
+            p.sep_ctx = ctx
+            p.sep_delta = _NEG_INF if ctx is None else ctx.fixed - p.lang
         return p.sep_delta
 
-    def complete(self, p: _Prefix, *, force: bool) -> _Completion | None:
-        """The word-level state after the word under construction ends (None: not allowed)."""
-        hot = (p.hot_node, p.hot_banked, p.hot_offset)
-        if not p.word_tokens:
-            return _Completion(p.words, p.lm_state, p.lm_logprob, p.oov_count, hot)
-        assert self.tokens is not None
-        node, oov = p.node, 0
-        if isinstance(node, TrieNode) and node.word is not None:
-            word, lm_id = node.word, node.lm_id
-        elif self.root is None or self.o.allow_oov or force:
-            word = self.tokens.decode(p.word_tokens)
-            lm_id = self.lm.word_id(word) if self.lm is not None else -1
-            oov = 1 if self.root is not None else 0
-            if not word:  # only repetition labels: no word at all
-                return _Completion(p.words, p.lm_state, p.lm_logprob, p.oov_count, hot)
-        else:
-            return None
-        lm_state, lm_logprob = p.lm_state, p.lm_logprob
+    def complete(self, p: _Prefix, *, force: bool, separators: int) -> _Words | None:
+        """The word-level state once the word under construction ends (None: not allowed)."""
+        ctx = p.ctx
+        hot = (ctx.hot_node, ctx.hot_banked, ctx.hot_offset)
+        word = ""
+        if p.word_tokens:
+            node, lm_id, oov = p.node, -1, 0
+            if isinstance(node, TrieNode) and node.word is not None:
+                word, lm_id = node.word, node.lm_id
+            elif self.root is None or self.o.allow_oov or force:
+                word = self.spell_out(p.word_tokens)  # "" if only repetition labels: no word
+                lm_id = self.lm.word_id(word) if self.lm is not None else -1
+                oov = 1 if self.root is not None else 0
+            else:
+                return None
+        if not word:
+            new = _Words(ctx.words, ctx.lm_state, ctx.lm_logprob, ctx.oov_count, ctx.sep_count + separators, hot)
+            return self.fix(new)
+        lm_state, lm_logprob = ctx.lm_state, ctx.lm_logprob
         if self.lm is not None:
             score = self.lm.score_id(lm_state, lm_id)
             lm_state, lm_logprob = score.state, lm_logprob + score.logprob
-        if self.hot is not None and p.hot_node is not None:
-            hot = self.hot.step(p.hot_node, p.hot_banked, p.hot_offset, word)
-        return _Completion((*p.words, word), lm_state, lm_logprob, p.oov_count + oov, hot)
+        if self.hot is not None and ctx.hot_node is not None:
+            hot = self.hot.step(ctx.hot_node, ctx.hot_banked, ctx.hot_offset, word)
+        words = (*ctx.words, word)
+        return self.fix(_Words(words, lm_state, lm_logprob, ctx.oov_count + oov, ctx.sep_count + separators, hot))
 
-    @staticmethod
-    def _apply(q: _Prefix, done: _Completion) -> None:
-        q.words, q.lm_state, q.lm_logprob, q.oov_count = done.words, done.lm_state, done.lm_logprob, done.oov_count
-        q.hot_node, q.hot_banked, q.hot_offset = done.hot
+    def spell_out(self, word_tokens: tuple[int, ...]) -> str:
+        """A word's letters, repetition labels expanded (`TokenTable.decode` for one word, faster)."""
+        letters, repeats = self._letters, self._repeats
+        out: list[str] = []
+        last = ""
+        for i in word_tokens:
+            n = repeats.get(i)
+            if n is None:
+                last = letters[i]
+                out.append(last)
+            else:
+                out.append(last * n)
+        return "".join(out)
 
-    def hot_score(self, p: _Prefix) -> float:
-        if p.hot_node is None:
-            return 0.0
-        return p.hot_banked + p.hot_node.credit - p.hot_offset
-
-    def lang_of(self, p: _Prefix) -> float:
-        o = self.o
-        return (
-            o.lm_weight * p.lm_logprob + o.word_score * len(p.words) + o.silence_score * p.sep_count
-            + o.unk_score * p.oov_count + self.hot_score(p) + p.smear
-        )  # fmt: skip
-
-    def finish(self, p: _Prefix, *, force: bool) -> tuple[float, _Prefix] | None:
-        """(final lang, final state) at the end of the utterance, None if not allowed."""
-        done = self.complete(p, force=force)
-        if done is None:
+    def finish(self, p: _Prefix, *, force: bool) -> _Words | None:
+        """The final word-level state: last word completed, `</s>` scored, unfinished
+        hotword phrases withdrawn. None if the lexicon rules the ending out."""
+        ctx = self.complete(p, force=force, separators=0)
+        if ctx is None:
             return None
-        q = _Prefix(p, -1)
-        self._apply(q, done)
         if self.lm is not None:
-            q.lm_logprob += self.lm.end_score(q.lm_state)
-        if q.hot_node is not None:
-            q.hot_offset = q.hot_node.credit  # an unfinished phrase earns nothing
-        q.smear = 0.0
-        return self.lang_of(q), q
+            ctx.lm_logprob += self.lm.end_score(ctx.lm_state)
+        if ctx.hot_node is not None:
+            ctx.hot_offset = ctx.hot_node.credit
+        return self.fix(ctx)
 
 
 def _search(
@@ -421,18 +424,16 @@ def beam_search(
     CTC: `emissions` are log-probabilities, `blank` defaults to the token table's. ASG:
     unnormalised scores and `transitions` [V, V] (`[next, prev]`). Keyword settings
     override `options`. A lexicon, an LM or hotwords need `tokens` (for the word separator
-    and the spellings). Returns [] only when a lexicon rules out every path.
+    and the spellings). With a token table the n-best transcripts are distinct: of the
+    labellings that differ only in separators, the best one stands for the transcript.
+    Returns [] only when a lexicon rules out every path.
     """
-    overrides = {
-        name: value
-        for name, value in (
-            ("beam_size", beam_size), ("nbest", nbest), ("beam_threshold", beam_threshold),
-            ("beam_size_token", beam_size_token), ("lm_weight", lm_weight), ("word_score", word_score),
-            ("silence_score", silence_score), ("unk_score", unk_score), ("allow_oov", allow_oov),
-            ("log_add", log_add),
-        )  # fmt: skip
-        if value is not None
-    }
+    settings = dict(
+        beam_size=beam_size, nbest=nbest, beam_threshold=beam_threshold, beam_size_token=beam_size_token,
+        lm_weight=lm_weight, word_score=word_score, silence_score=silence_score, unk_score=unk_score,
+        allow_oov=allow_oov, log_add=log_add,
+    )  # fmt: skip
+    overrides = {name: value for name, value in settings.items() if value is not None}
     options = replace(options or BeamOptions(), **overrides)
     emissions = np.asarray(emissions)
     if emissions.ndim != 2:
@@ -468,17 +469,26 @@ def beam_search(
         tokens=tokens, vocab_size=vocab, blank=blank, options=options, lm=lm, lexicon=lexicon, hotwords=hotwords
     )
     beam, acoustic = _search(em, blank=blank, transitions=trans, options=options, scorer=scorer)
-    finals: list[tuple[float, float, _Prefix, _Prefix]] = []
+    finals: list[tuple[float, float, _Prefix, _Words]] = []
     for force in (False, True):  # if the lexicon rules out every ending, accept OOV endings
         for p, ac in zip(beam, acoustic.tolist(), strict=True):
             done = scorer.finish(p, force=force)
             if done is not None:
-                finals.append((ac + done[0], ac, p, done[1]))
+                finals.append((ac + done.fixed, ac, p, done))
         if finals:
             break
     finals.sort(key=lambda f: -f[0])
+    chosen: list[tuple[float, float, _Prefix, _Words]] = []
+    seen: set[tuple[str, ...]] = set()
+    for final in finals:  # one entry per transcript: labellings that differ only in separators collapse
+        if scorer.word_level and final[3].words in seen:
+            continue
+        seen.add(final[3].words)
+        chosen.append(final)
+        if len(chosen) == options.nbest:
+            break
     results = []
-    for score, ac, p, q in finals[: options.nbest]:
+    for score, ac, p, q in chosen:
         labels = p.labels()
         if trans is not None:
             frames = align_asg(em, trans, labels)

@@ -30,9 +30,10 @@ from app.asr.tokens import TokenTable
 
 
 class TrieNode:
-    """One spelling prefix. `row`/`row_key` cache the search's per-token score deltas."""
+    """One spelling prefix. `row` caches the search's per-token score deltas as one
+    (settings, array) tuple, read and written whole so that concurrent searches are safe."""
 
-    __slots__ = ("children", "word", "lm_id", "max_unigram", "hot_best", "row", "row_key")
+    __slots__ = ("children", "word", "lm_id", "max_unigram", "hot_best", "row")
 
     def __init__(self) -> None:
         self.children: dict[int, TrieNode] = {}
@@ -40,8 +41,7 @@ class TrieNode:
         self.lm_id = -1
         self.max_unigram = 0.0  # best ln p(w) of the words below (0 without an LM)
         self.hot_best = -math.inf  # best (lm_weight*ln p(w) + hotword credit) of hotwords below
-        self.row: object = None
-        self.row_key: object = None
+        self.row: tuple[object, object] | None = None
 
     def copy(self) -> TrieNode:
         node = TrieNode()
@@ -107,10 +107,15 @@ class Lexicon:
 
 
 def spell(word_letters: str, tokens: TokenTable) -> tuple[int, ...] | None:
-    """Token ids of a spelling, or None when the table cannot write it."""
+    """Token ids of a spelling, or None when the table cannot write it. Without repetition
+    labels (CTC) a double letter is simply two ids; with them, `TokenTable.encode` applies."""
     try:
-        ids = tokens.encode(word_letters)
-    except ValueError:
+        if tokens.repetition_labels:
+            ids = tokens.encode(word_letters)
+        else:
+            index = tokens.index
+            ids = [index[c] for c in word_letters]
+    except (ValueError, KeyError):
         return None
     bad = {tokens.separator_id, tokens.blank_id}
     if not ids or any(i in bad for i in ids):

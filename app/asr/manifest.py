@@ -11,8 +11,9 @@ Acoustic ONNX graphs take `waveform` `[B, N]` float32 at `sample_rate` and retur
 exactly the context each frame needs, and equal the one-pass result. Attention models
 (`context == "full"`) see the whole input and are windowed with overlap instead.
 
-Language-model graphs (`kind == "lm"`) take `tokens` `[B, T]` int64 and one memory tensor
-per layer and return `logits` `[B, T, V]` and the new memories (see `app.asr.rescoring`).
+Language-model graphs (`kind == "lm"`) take `tokens` `[B, T]` int64 and the memories of all
+layers stacked, `mems_in` `[n_layer, B, M, d_model]`, and return `logits` `[B, T, V]`, the
+new memories and each layer's input at the current positions (see `app.asr.rescoring`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class DecodingDefaults:
     lm_weight: float = 0.5
     word_score: float = 0.0
     silence_score: float = 0.0
+    unk_score: float = -10.0  # cost of a word outside the lexicon (allow_oov)
+    allow_oov: bool = True  # lexicon search may spell words the lexicon lacks
+    hotword_boost: float = 5.0  # default boost of a hotword given without one
+    rescorer: str | None = None  # name of the Transformer-XL LM bundle used for rescoring
     rescore_alpha: float = 0.5
     rescore_beta: float = 0.0
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from app.asr.errors import InvalidOption
 
@@ -23,9 +23,11 @@ class DecodeOptions:
     word_score: float | None = None
     rescore_alpha: float | None = None
     rescore_beta: float | None = None
+    allow_oov: bool | None = None  # lexicon search: allow words outside the lexicon (None: the bundle's default)
     word_timestamps: bool = True
     hotwords: tuple[str, ...] = ()
     precision: Literal["fp32", "int8", "fp16"] | None = None
+    rescore_memory: Any = field(default=None, repr=False, compare=False)  # Transformer-XL memory of the previous segment
 
     def __post_init__(self) -> None:
         if self.decoder not in (None, "greedy", "beam"):

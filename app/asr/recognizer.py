@@ -16,13 +16,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from app.asr.bundle import AcousticBundle, BundleSet
+from app.asr.beam import BeamOptions, beam_search
 from app.asr.decoding import asg_segments, ctc_segments, viterbi_asg
+from app.asr.lexicon import Lexicon, parse_hotwords
+from app.asr.ngram import NgramLM
+from app.asr.rescoring import Hypothesis as RescoreCandidate
+from app.asr.rescoring import TransformerXLScorer, rescore
 from app.asr.errors import InvalidOption, UnknownModel
 from app.asr.options import DecodeOptions
 from app.asr.runtime import AcousticModel
@@ -54,14 +59,21 @@ class Transcript:
     duration: float
     model: str
     timings: dict[str, float] = field(default_factory=dict)
+    rescore_mems: Any = field(default=None, repr=False, compare=False)  # Transformer-XL memory after this result
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "words": [asdict(w) for w in self.words], "nbest": [asdict(n) for n in self.nbest],
+                "duration": self.duration, "model": self.model, "timings": self.timings}
 
 
-Segments = list[tuple[int, tuple[int, int]]]  # merged label, (first frame, end frame)
+Segments = list[tuple[int, tuple[int, int]]]
+SEGMENT_FRAMES = 1000  # long recordings are rescored in pieces of at most this many frames  # merged label, (first frame, end frame)
 
 
 class Recognizer:
-    def __init__(self, bundles: BundleSet, *, default_model: str | None = None) -> None:
+    def __init__(self, bundles: BundleSet, *, default_model: str | None = None, threads: int = 1) -> None:
         self.bundles = bundles
+        self.threads = threads
         self.default_model = default_model if default_model in bundles.acoustic else next(iter(sorted(bundles.acoustic)), None)
         self._resources: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
@@ -88,7 +100,11 @@ class Recognizer:
         started = time.perf_counter()
         emissions = self.acoustic_model(bundle, options).emissions(samples, progress)
         acoustic = time.perf_counter() - started
-        transcript = self.decode(bundle, emissions, options, duration=len(samples) / bundle.manifest.sample_rate)
+        duration = len(samples) / bundle.manifest.sample_rate
+        if options.rescore and len(emissions) > SEGMENT_FRAMES:
+            transcript = self.decode_segments(bundle, emissions, options, duration=duration)
+        else:
+            transcript = self.decode(bundle, emissions, options, duration=duration)
         transcript.timings = {"acoustic": acoustic, "decode": time.perf_counter() - started - acoustic, **transcript.timings}
         return transcript
 
@@ -103,8 +119,117 @@ class Recognizer:
         words = align_words(segments, emissions, bundle, frame_offset=frame_offset) if options.word_timestamps else []
         return Transcript(text, words, [NBestEntry(text, score, score)], duration, bundle.name)
 
+    def decode_segments(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions, *, duration: float) -> Transcript:
+        """Decode a long recording segment by segment, cut at pauses, carrying the Transformer-XL
+        memory of each segment's chosen hypothesis into the rescoring of the next."""
+        parts: list[Transcript] = []
+        memory = options.rescore_memory
+        for start, end in pause_segments(emissions, bundle, max_frames=SEGMENT_FRAMES):
+            part = self.decode(bundle, emissions[start:end], options.with_(rescore_memory=memory), duration=0.0, frame_offset=start)
+            memory = part.rescore_mems if part.rescore_mems is not None else memory
+            parts.append(part)
+        text = " ".join(p.text for p in parts if p.text)
+        total = sum(p.nbest[0].score for p in parts if p.nbest)
+        acoustic = sum(p.nbest[0].acoustic_score for p in parts if p.nbest)
+        return Transcript(text, [w for p in parts for w in p.words], [NBestEntry(text, total, acoustic)], duration, bundle.name, rescore_mems=memory)
+
     def _decode_beam(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions, *, duration: float, frame_offset: int) -> Transcript:
-        raise InvalidOption("beam search is not available in this build")
+        manifest = bundle.manifest
+        defaults = manifest.decoding
+        use_lm = options.lm if options.lm is not None else bundle.lm_path is not None
+        if use_lm and bundle.lm_path is None:
+            raise InvalidOption(f"model {bundle.name!r} ships no n-gram LM; use lm=false")
+        lm = self._resource(bundle, "lm") if use_lm else None
+        lexicon = self._resource(bundle, "lexicon") if use_lm and bundle.lexicon_path is not None else None
+        beam_size = options.beam_size or defaults.beam_size
+        try:
+            hotwords = parse_hotwords(options.hotwords, defaults.hotword_boost)
+            beam_options = BeamOptions(beam_size=beam_size, nbest=max(options.nbest, min(beam_size, 8) if options.rescore else 1),
+                                       lm_weight=defaults.lm_weight if options.lm_weight is None else options.lm_weight,
+                                       word_score=defaults.word_score if options.word_score is None else options.word_score,
+                                       silence_score=defaults.silence_score, unk_score=defaults.unk_score,
+                                       allow_oov=defaults.allow_oov if options.allow_oov is None else options.allow_oov)
+            scores = log_softmax(emissions) if manifest.criterion == "ctc" else emissions
+            hypotheses = beam_search(scores, criterion=manifest.criterion or "ctc", tokens=manifest.tokens, transitions=bundle.transitions,
+                                     options=beam_options, lm=lm, lexicon=lexicon, hotwords=hotwords)
+        except ValueError as e:
+            raise InvalidOption(str(e)) from e
+        table = manifest.tokens
+        nbest = [NBestEntry(table.decode(h.tokens), h.score, h.acoustic_score, h.lm_score if lm is not None else None) for h in hypotheses]
+        best = hypotheses[0] if hypotheses else None
+        mems = None
+        if options.rescore and hypotheses:
+            order, txl, mems = self._rescore(bundle, nbest, options)
+            nbest = [replace(nbest[i], score=total, txl_score=txl[i]) for i, total in order]
+            best = hypotheses[order[0][0]]
+        nbest = nbest[: options.nbest]
+        words = align_words(list(zip(best.tokens, best.frames, strict=True)), emissions, bundle, frame_offset=frame_offset) if best and options.word_timestamps else []
+        return Transcript(nbest[0].text if nbest else "", words, nbest, duration, bundle.name, rescore_mems=mems)
+
+    def _rescore(self, bundle: AcousticBundle, nbest: list[NBestEntry], options: DecodeOptions) -> tuple[list[tuple[int, float]], list[float], Any]:
+        """Re-rank with the Transformer-XL LM; returns (index, total) best first, LM scores, the winner's memory."""
+        scorer = self._rescorer(bundle)
+        defaults = bundle.manifest.decoding
+        alpha = defaults.rescore_alpha if options.rescore_alpha is None else options.rescore_alpha
+        beta = defaults.rescore_beta if options.rescore_beta is None else options.rescore_beta
+        candidates = [RescoreCandidate(entry.text, entry.acoustic_score, entry.score - entry.acoustic_score) for entry in nbest]
+        ranked = rescore(candidates, scorer=scorer, alpha=alpha, beta=beta, mems=options.rescore_memory)
+        index = {id(c): i for i, c in enumerate(candidates)}
+        txl = [0.0] * len(nbest)
+        for r in ranked:
+            txl[index[id(r.hypothesis)]] = r.txl_logprob
+        return [(index[id(r.hypothesis)], r.total) for r in ranked], txl, ranked[0].mems
+
+    def _rescorer(self, bundle: AcousticBundle) -> TransformerXLScorer:
+        name = bundle.manifest.decoding.rescorer or next(iter(sorted(self.bundles.lms)), None)
+        if name is None or name not in self.bundles.lms:
+            raise InvalidOption("no Transformer-XL LM bundle is loaded; rescoring is unavailable")
+        key = ("txl", name)
+        with self._lock:
+            if key not in self._resources:
+                lm_bundle = self.bundles.lms[name]
+                self._resources[key] = TransformerXLScorer.from_bundle(lm_bundle.directory, lm_bundle.manifest, threads=self.threads)
+            return self._resources[key]
+
+    def _resource(self, bundle: AcousticBundle, kind: str) -> Any:
+        """The bundle's n-gram LM or lexicon, loaded once on first use."""
+        key = (bundle.name, kind)
+        with self._lock:
+            if key not in self._resources:
+                if kind == "lm":
+                    assert bundle.lm_path is not None
+                    self._resources[key] = NgramLM.from_arpa(bundle.lm_path)
+                else:
+                    assert bundle.lexicon_path is not None
+                    self._resources[key] = Lexicon.from_file(bundle.lexicon_path, word_separator=bundle.manifest.tokens.word_separator)
+            return self._resources[key]
+
+    def warm_up(self) -> None:
+        """Load every bundle's LM and lexicon now rather than on the first request."""
+        for bundle in self.bundles.acoustic.values():
+            if bundle.lm_path is not None:
+                self._resource(bundle, "lm")
+            if bundle.lexicon_path is not None:
+                self._resource(bundle, "lexicon")
+
+
+def pause_segments(emissions: np.ndarray, bundle: AcousticBundle, *, max_frames: int) -> list[tuple[int, int]]:
+    """Cut `[0, T)` into pieces of at most `max_frames`, each ending in the middle of the longest
+    run of blank/separator frames available in its second half (a pause between words)."""
+    table = bundle.manifest.tokens
+    quiet = np.isin(emissions.argmax(axis=1), [i for i in (table.blank_id, table.separator_id) if i is not None])
+    pieces, start, total = [], 0, len(emissions)
+    while total - start > max_frames:
+        lo, hi = start + max_frames // 2, start + max_frames
+        best_mid, best_len, run = hi, 0, 0
+        for t in range(lo, hi):
+            run = run + 1 if quiet[t] else 0
+            if run > best_len:
+                best_len, best_mid = run, t - run // 2
+        pieces.append((start, best_mid))
+        start = best_mid
+    pieces.append((start, total))
+    return pieces
 
 
 def greedy_segments(emissions: np.ndarray, bundle: AcousticBundle) -> tuple[Segments, float]:

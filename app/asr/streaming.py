@@ -164,7 +164,10 @@ class Stream:
     def _final(self) -> StreamResult:
         emissions = np.concatenate(self.emissions) if self.emissions else np.zeros((0, len(self.bundle.manifest.tokens)), np.float32)
         start = self.utterance_start
-        transcript = self.recognizer.decode(self.bundle, emissions, self.options, duration=len(emissions) * self.frame_seconds, frame_offset=start)
+        options = self.options.with_(rescore_memory=self.rescore_mems) if self.options.rescore else self.options
+        transcript = self.recognizer.decode(self.bundle, emissions, options, duration=len(emissions) * self.frame_seconds, frame_offset=start)
+        if transcript.rescore_mems is not None:
+            self.rescore_mems = transcript.rescore_mems
         self.emissions = []
         self.utterance_start = start + len(emissions)
         self.last_partial = ""

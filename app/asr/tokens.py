@@ -78,6 +78,7 @@ class TokenTable:
             extra = j - i
             if self.repetition_labels == 0:
                 ids.extend([index[letters[i]]] * extra)
+                extra = 0
             while extra > 0:
                 label = min(extra, self.repetition_labels)
                 ids.append(index[str(label)])

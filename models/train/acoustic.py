@@ -200,7 +200,8 @@ def _trainable(clip: Clip, table: TokenTable, config: Wav2LetterConfig) -> bool:
         return False
     left, right = config.padding()
     frames = config.output_frames(len(clip.audio) + left + right)
-    return 0 < len(ids) <= frames and all(a != b for a, b in zip(ids, ids[1:], strict=False))
+    no_doubles = table.repetition_labels == 0 or all(a != b for a, b in zip(ids, ids[1:], strict=False))
+    return 0 < len(ids) <= frames and no_doubles
 
 
 if __name__ == "__main__":

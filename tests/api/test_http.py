@@ -217,3 +217,33 @@ def test_audio_reader_handles_soundfile_layouts() -> None:
     buffer = io.BytesIO()
     sf.write(buffer, speechlike(0.5), 16000, format="WAV", subtype="PCM_16")
     assert buffer.getvalue()[:4] == b"RIFF"
+
+
+@pytest.mark.parametrize("model", ["tiny-asg", "tiny-ctc"])
+def test_beam_nbest_lm_and_rescoring(client: TestClient, wav16k: bytes, model: str) -> None:
+    beam = client.post("/v1/transcribe", params={"model": model, "decoder": "beam", "beam_size": 8, "nbest": 3})
+    assert beam.status_code == 400 and beam.json()["error"]["code"] == "empty_audio"
+    r = client.post("/v1/transcribe", params={"model": model, "decoder": "beam", "beam_size": 64, "nbest": 3, "allow_oov": "false"}, content=wav16k)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert 1 <= len(body["nbest"]) <= 3
+    vocabulary = {w for line in ["the cat sat on the mat a dog ran in park hello world quick brown fox she said to"] for w in line.split()}
+    assert set(body["text"].split()) <= vocabulary  # lexicon-constrained, words outside it refused
+    scores = [n["score"] for n in body["nbest"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(n["lm_score"] is not None for n in body["nbest"])
+    rescored = client.post("/v1/transcribe", params={"model": model, "decoder": "beam", "beam_size": 8, "nbest": 3, "rescore": "true"}, content=wav16k).json()
+    assert all(n["txl_score"] is not None and n["txl_score"] < 0 for n in rescored["nbest"])
+    totals = [n["score"] for n in rescored["nbest"]]
+    assert totals == sorted(totals, reverse=True)
+    no_lm = client.post("/v1/transcribe", params={"model": model, "decoder": "beam", "lm": "false"}, content=wav16k).json()
+    assert no_lm["nbest"][0]["lm_score"] is None
+
+
+def test_beam_bad_options(client: TestClient, wav16k: bytes) -> None:
+    for params in ({"decoder": "beam", "beam_size": 0}, {"decoder": "beam", "beam_size": 100000}, {"decoder": "beam", "hotwords": "cat:notanumber"},
+                   {"decoder": "beam", "nbest": 9, "beam_size": 4}):
+        r = client.post("/v1/transcribe", params=params, content=wav16k)
+        assert 400 <= r.status_code < 500, (params, r.text)
+    ok = client.post("/v1/transcribe", params={"decoder": "beam", "hotwords": "zebra:8,quick brown"}, content=wav16k)
+    assert ok.status_code == 200, ok.text

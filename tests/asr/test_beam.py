@@ -12,9 +12,9 @@ import pytest
 
 from app.asr.alignment import align_asg, align_ctc
 from app.asr.beam import BeamOptions, beam_search
-from app.asr.lexicon import Hotword, HotwordGraph, Lexicon, parse_hotwords
+from app.asr.lexicon import Hotword, HotwordGraph, Lexicon, parse_hotwords, spell
 from app.asr.ngram import NgramLM
-from app.asr.tokens import BLANK, TokenTable
+from app.asr.tokens import BLANK, TokenTable, asg_letters, ctc_letters
 
 WIDE = {"beam_size": 1024, "beam_threshold": math.inf}
 
@@ -194,10 +194,11 @@ def test_total_is_acoustic_plus_weighted_lm_plus_word_score(lm: NgramLM, criteri
         kwargs = {"tokens": ASG_TOKENS, "transitions": trans}
     hyps = beam_search(
         em, criterion=criterion, lm=lm, lexicon=LEXICON, lm_weight=weight, word_score=word_score,
-        log_add=criterion == "ctc", nbest=6, beam_size=64, **kwargs,
+        log_add=criterion == "ctc", nbest=6, **WIDE, **kwargs,
     )  # fmt: skip
     assert len(hyps) == 6
     assert all(a.score >= b.score for a, b in itertools.pairwise(hyps))
+    assert len({h.words for h in hyps}) == len(hyps)  # distinct transcripts
     for h in hyps:
         assert set(h.words) <= set(LEXICON.words)
         assert kwargs["tokens"].decode(h.tokens).split() == list(h.words)
@@ -214,7 +215,7 @@ def test_total_is_acoustic_plus_weighted_lm_plus_word_score(lm: NgramLM, criteri
 def test_lexicon_free_lm_and_silence_score(lm: NgramLM) -> None:
     rng = np.random.default_rng(5)
     em = log_softmax(rng.normal(size=(10, 4)) * 2)
-    hyps = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, lm=lm, lm_weight=0.5, silence_score=-0.7, nbest=5, beam_size=32)
+    hyps = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, lm=lm, lm_weight=0.5, silence_score=-0.7, nbest=5, **WIDE)
     for h in hyps:
         separators = sum(1 for t in h.tokens if t == 1)
         expected = ctc_forward(em, 0, h.tokens) + 0.5 * lm.score_sentence(h.words) - 0.7 * separators
@@ -326,3 +327,20 @@ def test_frames_and_word_frames_follow_the_peaks() -> None:
     assert align_ctc(em, 0, h.tokens) == h.frames
     trans = np.zeros((4, 4))
     assert align_asg(np.eye(4)[[2, 2, 1, 3, 3]] * 5.0, trans, (2, 1, 3)) == ((0, 2), (2, 3), (3, 5))
+
+
+def test_double_letters_in_both_token_tables() -> None:
+    ctc, asg = ctc_letters(), asg_letters(2)
+    assert spell("hello", ctc) == tuple(ctc.index[c] for c in "hello")
+    assert spell("hello", asg) == tuple(asg.index[c] for c in "hel1o")
+    lexicon = Lexicon.from_words(["hello", "helo", "x-ray"])
+    assert lexicon.trie(ctc, None).skipped == ("x-ray",)
+    index = ctc.index
+    path = [index[c] for c in "hhel"] + [0] + [index[c] for c in "lo"] + [0]  # h h e l _ l o _
+    em = log_softmax(np.eye(len(ctc))[path] * 10.0)
+    (h,) = beam_search(em, criterion="ctc", tokens=ctc, lexicon=lexicon, beam_size=8)
+    assert h.words == ("hello",)
+    labels = [asg.index[c] for c in "hhell1oo"]
+    (h,) = beam_search(np.eye(len(asg))[labels] * 10.0, criterion="asg", tokens=asg, lexicon=lexicon,
+                       transitions=np.zeros((len(asg), len(asg))), beam_size=8)  # fmt: skip
+    assert h.words == ("hello",)
