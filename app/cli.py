@@ -25,12 +25,11 @@ def serve(argv: list[str] | None = None) -> None:
                                    "threads": args.threads}.items() if v is not None}
     settings = Settings(**overrides)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import uvicorn
-
     from app.main import create_app
+    from app.server import run
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=30,
-                ws_max_size=settings.ws_max_message_bytes)
+    run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=30,
+        ws_max_size=settings.ws_max_message_bytes)
 
 
 def _offline_recognizer(models_dir: Path | None, model: str | None):  # type: ignore[no-untyped-def]

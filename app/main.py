@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.executor = executor
         app.state.engine = InferenceEngine(recognizer, executor, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms)
         app.state.request_slots = asyncio.Semaphore(settings.max_concurrent_requests)
+        app.state.draining = asyncio.Event()  # set by `drain` when the server starts shutting down
         log.info("serving %d acoustic and %d LM bundles from %s", len(bundles.acoustic), len(bundles.lms), settings.models_dir)
         try:
             yield
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_keys = settings.all_api_keys()
     app.state.shutting_down = False
     app.state.active_streams = 0
+    app.state.draining = asyncio.Event()
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     install_error_handlers(app)
@@ -62,3 +64,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(stream.router)
     return app
+
+
+async def drain(app: FastAPI, *, timeout: float) -> None:
+    """Begin a graceful shutdown: /readyz turns 503, new streams are refused, and every open
+    stream flushes its final results, sends `eof` and closes with 1001. Returns when no stream
+    is left or after `timeout` seconds. `app.server.GracefulServer` calls it before uvicorn's
+    own shutdown, which would cut open WebSockets with 1012 and no final result."""
+    app.state.shutting_down = True
+    app.state.draining.set()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while app.state.active_streams > 0 and loop.time() < deadline:
+        await asyncio.sleep(0.05)

@@ -13,6 +13,8 @@ Protocol
    The server answers `{"type": "partial", "text"}` while speech goes on and
    `{"type": "final", "text", "words", "start", "end", "nbest"}` at each endpoint.
 3. `{"type": "eof"}` flushes the last final result; the server then closes with 1000.
+   When the server shuts down (SIGTERM) it flushes every open stream the same way, sends
+   `{"type": "eof", "reason": "shutdown"}` and closes with 1001.
 
 Errors are `{"type": "error", "code", "message"}` followed by a close: 1003 for malformed
 messages, 1008 for authentication or policy, 1009 for oversized frames, 1013 when the
@@ -179,9 +181,38 @@ class StreamSession:
         async with self.lock:
             return await loop.run_in_executor(self.state.executor, fn, *args)
 
+    async def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next client message; None once the server starts draining; TimeoutError after `timeout` s."""
+        draining: asyncio.Event = self.state.draining
+        if draining.is_set():
+            return None
+        receive = asyncio.ensure_future(self.websocket.receive())
+        drain = asyncio.ensure_future(draining.wait())
+        try:
+            done, _ = await asyncio.wait((receive, drain), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drain.cancel()
+            if not receive.done():
+                receive.cancel()
+        if receive in done:
+            return receive.result()
+        if drain in done:
+            return None
+        raise TimeoutError
+
+    async def flush(self, stream: Stream, audio_format: AudioFormat, **eof: str) -> None:
+        """Final results for the audio so far, then `eof`."""
+        tail = audio_format.convert(b"", last=True)
+        results = await self.run_in_pool(lambda: stream.accept(tail) + stream.finish())
+        for result in results:
+            await self.send(result_message(result))
+        await self.send({"type": "eof", **eof})
+
     async def serve(self) -> None:
         settings = self.state.settings
-        config_message = await asyncio.wait_for(self.websocket.receive(), timeout=settings.stream_idle_seconds)
+        config_message = await self.receive(settings.stream_idle_seconds)
+        if config_message is None:
+            raise ProtocolError("shutting_down", "the server is shutting down", 1001)
         if config_message["type"] == "websocket.disconnect":
             return
         if config_message.get("text") is None:
@@ -190,9 +221,14 @@ class StreamSession:
         await self.send({"type": "ready", "model": stream.bundle.name, "sample_rate": stream.bundle.manifest.sample_rate})
         while True:
             try:
-                message = await asyncio.wait_for(self.websocket.receive(), timeout=settings.stream_idle_seconds)
+                message = await self.receive(settings.stream_idle_seconds)
             except TimeoutError:
                 await self.fail("idle_timeout", f"no message for {settings.stream_idle_seconds:g} s", 1001)
+                return
+            if message is None:  # the server is shutting down: deliver what was heard, then go away
+                await self.flush(stream, audio_format, reason="shutdown")
+                if self.websocket.client_state == WebSocketState.CONNECTED:
+                    await self.websocket.close(1001, reason="server shutting down")
                 return
             if message["type"] == "websocket.disconnect":
                 return
@@ -207,11 +243,7 @@ class StreamSession:
             event = _parse_event(text)
             if event.get("type") != "eof":
                 raise ProtocolError("unknown_message", f"unknown message type {event.get('type')!r}; send binary audio or {{\"type\": \"eof\"}}")
-            tail = audio_format.convert(b"", last=True)
-            results = await self.run_in_pool(lambda: stream.accept(tail) + stream.finish())
-            for result in results:
-                await self.send(result_message(result))
-            await self.send({"type": "eof"})
+            await self.flush(stream, audio_format)
             await self.websocket.close(1000)
             return
 
@@ -235,7 +267,10 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept(subprotocol=subprotocol)
     session = StreamSession(websocket)
-    if state.active_streams >= state.settings.max_streams or state.shutting_down:
+    if state.shutting_down:
+        await session.fail("shutting_down", "the server is shutting down", 1001)
+        return
+    if state.active_streams >= state.settings.max_streams:
         await session.fail("too_many_streams", f"the server is at its limit of {state.settings.max_streams} streams", 1013)
         return
     state.active_streams += 1

@@ -1,0 +1,365 @@
+"""Sections 2, 3, 5 and 6 of `asr-bench`: the real server (`asr-server` in a subprocess on
+127.0.0.1, so that the load generator never competes with it for the GIL) under requests
+and WebSocket streams sent from this process. Every loop is bounded in count and time.
+
+- overhead: `POST /v1/transcribe` latency against the same recognizer called in-process;
+- throughput: closed-loop clients at each concurrency, with and without dynamic batching;
+- streaming: per-chunk `Stream.accept` time, then N real-time WebSocket streams, with the
+  latency of each partial measured from the send time of the chunk that produced it;
+- memory: the server's peak resident set (VmHWM) at start and after a run of requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from app.asr.bundle import load_bundles
+from app.asr.options import DecodeOptions
+from app.asr.recognizer import Recognizer
+from app.asr.streaming import Stream
+from export.bench_models import wav_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+CHUNK_SECONDS = 0.16
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def latency_summary(values: list[float]) -> dict[str, float]:
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values) if values else float("nan"), "count": len(values)}
+
+
+# --- the server process -----------------------------------------------------------------------
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def memory(self) -> dict[str, float]:
+        """VmHWM (peak) and VmRSS of the server process in MiB, from /proc."""
+        fields: dict[str, float] = {}
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmHWM", "VmRSS"):
+                    fields[key] = int(value.split()[0]) / 1024
+        return fields
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def run_server(models_dir: Path, *, model: str, log_dir: Path, batch_max_size: int = 16, batch_max_wait_ms: float = 5.0,
+               threads: int = 0, extra_env: dict[str, str] | None = None, ready_timeout: float = 180.0) -> Iterator[Server]:
+    """`asr-server` on 127.0.0.1 at a free port, waited for until `/readyz`, stopped on exit."""
+    port = free_port()
+    env = {**os.environ, "ASR_BATCH_MAX_SIZE": str(batch_max_size), "ASR_BATCH_MAX_WAIT_MS": str(batch_max_wait_ms), "ASR_THREADS": str(threads),
+           "ASR_DEFAULT_MODEL": model, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **(extra_env or {})}  # fmt: skip
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"server-{port}.log"
+    command = [sys.executable, "-c", "from app.cli import serve; serve()", "--host", "127.0.0.1", "--port", str(port), "--models-dir", str(models_dir),
+               "--log-level", "warning"]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"asr-server exited with {process.returncode} before it was ready; see {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{server.url}/readyz", timeout=2.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"asr-server not ready after {ready_timeout:.0f} s; see {log}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- section 2: overhead ----------------------------------------------------------------------
+def measure_overhead(server: Server, recognizer: Recognizer, *, model: str, samples: np.ndarray, rate: int, repeats: int) -> dict[str, Any]:
+    """Median `POST /v1/transcribe` latency (greedy) against `Recognizer.transcribe` on the same audio, alternated."""
+    body = wav_bytes(samples, rate)
+    options = DecodeOptions(decoder="greedy")
+    params = {"model": model, "decoder": "greedy"}
+    raw, e2e, reported = [], [], []
+    with httpx.Client(timeout=120.0) as client:
+        for i in range(repeats + 1):  # the first round warms both up
+            started = time.perf_counter()
+            recognizer.transcribe(samples, model=model, options=options)
+            raw_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            response = client.post(f"{server.url}/v1/transcribe", params=params, files={"file": ("audio.wav", body, "audio/wav")})
+            e2e_seconds = time.perf_counter() - started
+            response.raise_for_status()
+            if i:
+                raw.append(raw_seconds)
+                e2e.append(e2e_seconds)
+                reported.append(response.json()["timings"])
+    raw_median, e2e_median = statistics.median(raw), statistics.median(e2e)
+    timings = {k: statistics.median(t[k] for t in reported) for k in reported[0]} if reported else {}
+    return {"audio_seconds": len(samples) / rate, "repeats": repeats, "model_seconds": raw_median, "http_seconds": e2e_median,
+            "overhead_seconds": e2e_median - raw_median, "overhead_share": (e2e_median - raw_median) / raw_median,
+            "server_reported": timings, "request": "multipart WAV, decoder=greedy"}  # fmt: skip
+
+
+# --- section 3: throughput --------------------------------------------------------------------
+async def closed_loop(url: str, *, clients: int, body: bytes, params: dict[str, str], seconds: float, max_requests: int) -> dict[str, Any]:
+    """`clients` loops each sending one request after the other for `seconds` (at most `max_requests` in all)."""
+    latencies: list[float] = []
+    counts = {"ok": 0, "busy": 0, "error": 0}
+    sent = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits) as client:
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def loop() -> None:
+            nonlocal sent
+            while time.perf_counter() < deadline and sent < max_requests:
+                sent += 1
+                t0 = time.perf_counter()
+                try:
+                    response = await client.post("/v1/transcribe", params=params, files={"file": ("audio.wav", body, "audio/wav")})
+                except httpx.HTTPError:
+                    counts["error"] += 1
+                    continue
+                if response.status_code == 200:
+                    counts["ok"] += 1
+                    latencies.append(time.perf_counter() - t0)
+                elif response.status_code == 429:
+                    counts["busy"] += 1
+                    await asyncio.sleep(0.05)  # the server asked to retry shortly
+                else:
+                    counts["error"] += 1
+
+        await asyncio.gather(*(loop() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return {"clients": clients, "seconds": elapsed, **counts, "requests_per_second": counts["ok"] / elapsed, **latency_summary(latencies)}
+
+
+def measure_throughput(servers: dict[str, Server], *, model: str, samples: np.ndarray, rate: int, levels: tuple[int, ...], seconds: float,
+                       max_requests: int) -> dict[str, Any]:
+    """Each concurrency level on each server in turn (so drift of the machine hits both alike)."""
+    body = wav_bytes(samples, rate)
+    params = {"model": model, "decoder": "greedy"}
+    audio = len(samples) / rate
+    result: dict[str, Any] = {"audio_seconds": audio, "seconds_per_level": seconds, "levels": list(levels), "runs": {name: [] for name in servers}}
+    for url in (s.url for s in servers.values()):  # warm-up
+        asyncio.run(closed_loop(url, clients=2, body=body, params=params, seconds=0.5, max_requests=4))
+    for clients in levels:
+        for name, server in servers.items():
+            run = asyncio.run(closed_loop(server.url, clients=clients, body=body, params=params, seconds=seconds, max_requests=max_requests))
+            run["audio_seconds_per_second"] = run["requests_per_second"] * audio
+            result["runs"][name].append(run)
+    if {"batching", "no_batching"} <= set(servers):
+        result["batching_speedup"] = {str(a["clients"]): a["requests_per_second"] / max(b["requests_per_second"], 1e-9)
+                                      for a, b in zip(result["runs"]["batching"], result["runs"]["no_batching"], strict=True)}  # fmt: skip
+    return result
+
+
+# --- section 5: streaming ---------------------------------------------------------------------
+def chunks_of(samples: np.ndarray, rate: int) -> list[bytes]:
+    """`pcm_s16le` chunks of `CHUNK_SECONDS`, as a client sends them."""
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    size = int(CHUNK_SECONDS * rate)
+    return [pcm[i : i + size].tobytes() for i in range(0, len(pcm), size)]
+
+
+def expected_messages(recognizer: Recognizer, model: str, chunks: list[bytes]) -> list[tuple[int, str, str]]:
+    """`(chunk index, kind, text)` of every result the server will send for these chunks (index -1: after `eof`).
+
+    The server's `Stream` is deterministic, so the same stream run here says which chunk
+    produced each message a client receives."""
+    bundle = recognizer.bundle(model)
+    options = DecodeOptions()
+    stream = Stream(recognizer, bundle, recognizer.acoustic_model(bundle, options), options)
+    out = []
+    for i, chunk in enumerate(chunks):
+        samples = np.frombuffer(chunk, dtype="<i2").astype(np.float32) / 32768.0
+        out += [(i, r.kind, r.text) for r in stream.accept(samples)]
+    out += [(-1, r.kind, r.text) for r in stream.finish()]
+    return out
+
+
+def measure_accept(recognizer: Recognizer, model: str, samples: np.ndarray, rate: int) -> dict[str, Any]:
+    """Per-chunk `Stream.accept` time at 160 ms chunks, and `finish` time, in-process."""
+    bundle = recognizer.bundle(model)
+    options = DecodeOptions()
+    stream = Stream(recognizer, bundle, recognizer.acoustic_model(bundle, options), options)
+    size = int(CHUNK_SECONDS * rate)
+    times = []
+    for i in range(0, len(samples), size):
+        started = time.perf_counter()
+        stream.accept(samples[i : i + size])
+        times.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    stream.finish()
+    finish = time.perf_counter() - started
+    return {"chunk_seconds": CHUNK_SECONDS, "chunks": len(times), "median": statistics.median(times), "p95": percentile(times, 95), "max": max(times),
+            "finish_seconds": finish, "share_of_real_time": statistics.median(times) / CHUNK_SECONDS}  # fmt: skip
+
+
+@dataclass
+class StreamRecord:
+    partial: list[float] = field(default_factory=list)
+    final: list[float] = field(default_factory=list)
+    eof_to_final: float | None = None
+    matched: int = 0
+    received: int = 0
+    error: str | None = None
+
+
+async def one_stream(url: str, model: str, chunks: list[bytes], expected: list[tuple[int, str, str]], *, delay: float, timeout: float) -> StreamRecord:
+    from websockets.asyncio.client import connect
+
+    record = StreamRecord()
+    sent_at: list[float] = []
+    eof_at = 0.0
+    await asyncio.sleep(delay)
+    try:
+        async with connect(url.replace("http://", "ws://") + "/v1/stream", max_size=None, open_timeout=timeout) as ws:
+            await ws.send(json.dumps({"type": "config", "model": model, "sample_rate": 16000, "encoding": "pcm_s16le"}))
+            ready = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            if ready.get("type") != "ready":
+                record.error = f"no ready: {ready}"
+                return record
+
+            async def sender() -> None:
+                nonlocal eof_at
+                start = time.perf_counter()
+                for i, chunk in enumerate(chunks):
+                    await asyncio.sleep(max(0.0, start + i * CHUNK_SECONDS - time.perf_counter()))
+                    sent_at.append(time.perf_counter())
+                    await ws.send(chunk)
+                await asyncio.sleep(max(0.0, start + len(chunks) * CHUNK_SECONDS - time.perf_counter()))
+                eof_at = time.perf_counter()
+                await ws.send(json.dumps({"type": "eof"}))
+
+            send_task = asyncio.create_task(sender())
+            aligned = True
+            last_final = None
+            async for raw in ws:
+                now = time.perf_counter()
+                message = json.loads(raw)
+                if message["type"] == "eof":
+                    break
+                if message["type"] == "error":
+                    record.error = message.get("message", "error")
+                    break
+                if message["type"] == "final":
+                    last_final = now
+                k = record.received
+                record.received += 1
+                if aligned and k < len(expected) and expected[k][1:] == (message["type"], message.get("text", "")):
+                    index = expected[k][0]
+                    if index >= 0 and index < len(sent_at):
+                        (record.partial if message["type"] == "partial" else record.final).append(now - sent_at[index])
+                        record.matched += 1
+                else:
+                    aligned = False  # a different result (a near tie decided otherwise): stop attributing
+            await send_task
+            end = last_final if last_final is not None and last_final >= eof_at else time.perf_counter()
+            record.eof_to_final = end - eof_at
+    except Exception as e:  # noqa: BLE001 - a failed stream is a result at this level
+        record.error = f"{type(e).__name__}: {str(e)[:200]}"
+    return record
+
+
+async def stream_level(url: str, model: str, chunks: list[bytes], expected: list[tuple[int, str, str]], streams: int, *, timeout: float) -> dict[str, Any]:
+    rng = np.random.default_rng(streams)
+    records = await asyncio.gather(*(one_stream(url, model, chunks, expected, delay=float(rng.uniform(0, CHUNK_SECONDS)), timeout=timeout)
+                                     for _ in range(streams)))  # fmt: skip
+    partial = [x for r in records for x in r.partial]
+    final = [x for r in records for x in r.final]
+    eof = [r.eof_to_final for r in records if r.eof_to_final is not None]
+    errors = [r.error for r in records if r.error]
+    return {"streams": streams, "partial_latency": latency_summary(partial), "final_latency": latency_summary(final),
+            "eof_to_last_final": latency_summary(eof), "errors": len(errors), "first_error": errors[0] if errors else None,
+            "matched_share": sum(r.matched for r in records) / max(sum(r.received for r in records), 1)}  # fmt: skip
+
+
+def measure_streams(server: Server, recognizer: Recognizer, *, model: str, samples: np.ndarray, rate: int, levels: tuple[int, ...],
+                    limit_seconds: float = 0.5) -> dict[str, Any]:
+    """Raise the number of real-time streams until the p95 partial latency passes `limit_seconds` (or a stream fails)."""
+    chunks = chunks_of(samples, rate)
+    expected = expected_messages(recognizer, model, chunks)
+    result: dict[str, Any] = {"audio_seconds": len(samples) / rate, "chunk_seconds": CHUNK_SECONDS, "limit_seconds": limit_seconds,
+                              "expected_partials": sum(1 for e in expected if e[1] == "partial"), "levels": [], "sustained_streams": 0}  # fmt: skip
+    for streams in levels:
+        level = asyncio.run(stream_level(server.url, model, chunks, expected, streams, timeout=30.0 + len(samples) / rate))
+        result["levels"].append(level)
+        p95 = level["partial_latency"]["p95"] if level["partial_latency"]["count"] else level["final_latency"]["p95"]
+        ok = not level["errors"] and p95 == p95 and p95 <= limit_seconds
+        level["within_limit"] = ok
+        if not ok:
+            break
+        result["sustained_streams"] = streams
+    return result
+
+
+# --- section 6: memory ------------------------------------------------------------------------
+def measure_memory(server: Server, *, model: str, samples: np.ndarray, rate: int, requests: int, clients: int = 8) -> dict[str, Any]:
+    """VmHWM at start and after `requests` requests (every tenth a beam search without LM)."""
+    start = server.memory()
+    body = wav_bytes(samples, rate)
+    queue = list(range(requests))
+    failures = 0
+
+    async def run() -> None:
+        nonlocal failures
+        async with httpx.AsyncClient(base_url=server.url, timeout=120.0) as client:
+
+            async def loop() -> None:
+                nonlocal failures
+                while queue:
+                    i = queue.pop()
+                    params = {"model": model, **({"decoder": "beam", "beam_size": "16", "lm": "false"} if i % 10 == 0 else {"decoder": "greedy"})}
+                    response = await client.post("/v1/transcribe", params=params, files={"file": ("audio.wav", body, "audio/wav")})
+                    failures += response.status_code != 200
+
+            await asyncio.gather(*(loop() for _ in range(clients)))
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    after = server.memory()
+    return {"requests": requests, "failed": failures, "seconds": time.perf_counter() - started, "audio_seconds": len(samples) / rate,
+            "start_peak_mib": start.get("VmHWM"), "start_rss_mib": start.get("VmRSS"), "after_peak_mib": after.get("VmHWM"),
+            "after_rss_mib": after.get("VmRSS"), "growth_mib": (after.get("VmHWM", 0) - start.get("VmHWM", 0))}  # fmt: skip
+
+
+def local_recognizer(models_dir: Path, *, model: str, threads: int) -> Recognizer:
+    """The server's recognizer, loaded in this process with the server's settings."""
+    bundles = load_bundles(models_dir, threads=threads, precisions=("fp32", "int8"))
+    recognizer = Recognizer(bundles, default_model=model, threads=threads)
+    recognizer.warm_up()
+    return recognizer
