@@ -62,7 +62,8 @@ RUN --mount=type=secret,id=ca \
 #   asr-server:export wav2letter /checkpoints/w2l/best.pt -o /bundles/wav2letter-asg --int8`
 FROM ${BASE} AS export
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+ARG DEBIAN_FRONTEND=noninteractive
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH HOME=/tmp HF_HOME=/tmp/hf
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # hadolint ignore=DL3008
@@ -79,7 +80,9 @@ RUN --mount=type=secret,id=ca \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} ".[export]" \
  && rm -rf /src
-RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin asr
+# /models owned by the user: a fresh named volume mounted there (compose) takes that ownership.
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin asr \
+ && mkdir -p /models /work && chown 10001:10001 /models /work
 WORKDIR /work
 USER 10001:10001
 ENTRYPOINT ["asr-export"]
@@ -89,7 +92,8 @@ CMD ["--help"]
 # gpu: the server on CUDA + cuDNN with onnxruntime-gpu (ASR_DEVICE=auto picks CUDA when a GPU is
 # visible and falls back to the CPU with a log line). Ubuntu 24.04's Python is 3.12.
 FROM ${CUDA_BASE} AS gpu
-ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ARG DEBIAN_FRONTEND=noninteractive
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -112,7 +116,8 @@ RUN --mount=type=secret,id=ca \
  && if [ -d models/bundles ]; then cp -a models/bundles/. /opt/asr/models/; fi \
  && rm -rf /src /tmp/requirements.txt
 COPY docker/healthcheck.py /opt/asr/healthcheck.py
-RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin asr
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin asr \
+ && mkdir -p /models && chown 10001:10001 /models
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
     ASR_HOST=0.0.0.0 ASR_PORT=8000 ASR_MODELS_DIR=/opt/asr/models ASR_DEVICE=auto
 WORKDIR /opt/asr
@@ -120,19 +125,20 @@ USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 CMD ["/opt/venv/bin/python", "/opt/asr/healthcheck.py"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["/usr/bin/tini", "--"]
+ENTRYPOINT ["/usr/bin/tini", "-s", "--"]
 CMD ["asr-server"]
 
 # ---------------------------------------------------------------------------------------------
 # runtime (default): the slim CPU server.
 FROM ${BASE} AS runtime
-ENV DEBIAN_FRONTEND=noninteractive
+ARG DEBIAN_FRONTEND=noninteractive
 # python3 is the interpreter the builder's venv was made with (same base, same /usr/bin/python3.11).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 tini \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
- && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin asr
+ && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin asr \
+ && mkdir -p /models && chown 10001:10001 /models
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/asr/models /opt/asr/models
 COPY docker/healthcheck.py /opt/asr/healthcheck.py
@@ -144,7 +150,8 @@ WORKDIR /opt/asr
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["/opt/venv/bin/python", "/opt/asr/healthcheck.py"]
-# tini (PID 1) forwards SIGTERM to uvicorn, which drains requests and streams (up to 30 s) and exits 0.
+# tini (PID 1; -s: also a subreaper when something else is PID 1) forwards SIGTERM to uvicorn, which
+# drains requests and streams (up to 30 s) and exits 0.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["/usr/bin/tini", "--"]
+ENTRYPOINT ["/usr/bin/tini", "-s", "--"]
 CMD ["asr-server"]

@@ -13,6 +13,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "models" / "bundles"
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask and, in a container, the cgroup quota)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(count, 1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASR_", extra="ignore")
 
@@ -49,10 +61,10 @@ class Settings(BaseSettings):
         return value
 
     def resolved_threads(self) -> int:
-        return self.threads or os.cpu_count() or 1
+        return self.threads or available_cpus()
 
     def resolved_workers(self) -> int:
-        return self.workers or os.cpu_count() or 1
+        return self.workers or available_cpus()
 
     def all_api_keys(self) -> list[str]:
         keys = list(self.api_keys)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import http, openai, stream
+from app.api import demo, http, openai, realtime, stream
 from app.api.errors import install_error_handlers
 from app.api.metrics import Metrics
 from app.asr.batching import InferenceEngine
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = InferenceEngine(recognizer, executor, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms)
         app.state.request_slots = asyncio.Semaphore(settings.max_concurrent_requests)
         app.state.draining = asyncio.Event()  # set by `drain` when the server starts shutting down
+        app.state.shutting_down = False  # a restarted lifespan (the same app served again) is ready again
         log.info("serving %d acoustic and %d LM bundles from %s", len(bundles.acoustic), len(bundles.lms), settings.models_dir)
         try:
             yield
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(http.protected)
     app.include_router(openai.router)
     app.include_router(stream.router)
+    app.include_router(realtime.router)
+    app.include_router(demo.router)
     return app
 
 

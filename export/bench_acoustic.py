@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -52,11 +53,10 @@ def measure_engines(bundle: BuiltBundle, torch_model: Any, samples: np.ndarray, 
         for n in threads:
             fp32 = ort_model(bundle, "fp32", threads=n)
             padded = fp32.pad(samples)[None]  # [1, N]: the bundle's own zero padding
-            tensor = torch.from_numpy(padded)
-            engines: dict[str, Callable[[], object]] = {"torch_eager": lambda: _torch_run(torch_model, tensor, n), "ort_fp32": lambda m=fp32: m.run(padded)}
+            engines: dict[str, Callable[[], object]] = {"torch_eager": partial(_torch_run, torch_model, torch.from_numpy(padded), n),
+                                                        "ort_fp32": partial(fp32.run, padded)}  # fmt: skip
             if "int8" in bundle.manifest.files:
-                int8 = ort_model(bundle, "int8", threads=n)
-                engines["ort_int8"] = lambda m=int8: m.run(padded)
+                engines["ort_int8"] = partial(ort_model(bundle, "int8", threads=n).run, padded)
             times = median_seconds(engines, repeats=repeats)
             row: dict[str, Any] = {name: {"seconds": t, "rtf": t / seconds} for name, t in times.items()}
             row["speedup_fp32_vs_torch"] = times["torch_eager"] / times["ort_fp32"]
@@ -91,7 +91,7 @@ def measure_gpu(fp16_bundle: BuiltBundle, samples: np.ndarray, *, batches: tuple
     result: dict[str, Any] = {"device": ort.get_device(), "audio_seconds": seconds, "batches": {}}
     for batch in batches:
         inputs = np.repeat(samples[None], batch, axis=0).astype(np.float32)
-        times = median_seconds({p: (lambda m=m: m.run(inputs)) for p, m in models.items()}, repeats=repeats, warmup=2)
+        times = median_seconds({p: partial(m.run, inputs) for p, m in models.items()}, repeats=repeats, warmup=2)
         row: dict[str, Any] = {p: {"seconds": t, "audio_seconds_per_second": batch * seconds / t} for p, t in times.items()}
         if "fp16" in times:
             row["speedup_fp16_vs_fp32"] = times["fp32"] / times["fp16"]

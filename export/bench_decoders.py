@@ -34,14 +34,18 @@ from export.bench_models import BuiltBundle, EmissionSet
 RESCORE_NBEST = 8
 
 
-def decode_all(emissions: EmissionSet, decode: Callable[[np.ndarray], str]) -> tuple[float, list[str]]:
-    started = time.perf_counter()
-    texts = [decode(e) for e in emissions.emissions]
-    return time.perf_counter() - started, texts
+def decode_all(emissions: EmissionSet, decode: Callable[[np.ndarray], str], *, rounds: int) -> tuple[float, list[str]]:
+    """The best of `rounds` passes over every utterance (the least disturbed by the rest of the machine), and the texts."""
+    best, texts = float("inf"), []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        texts = [decode(e) for e in emissions.emissions]
+        best = min(best, time.perf_counter() - started)
+    return best, texts
 
 
 def our_decoders(emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, txl: BuiltBundle, widths: tuple[int, ...],
-                 lm_widths: tuple[int, ...], threads: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                 lm_widths: tuple[int, ...], threads: int, rounds: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """`(runs, setup)`: one run per decoder configuration, and what loading the LMs took."""
     table = emissions.tokens
     blank = table.blank_id
@@ -80,7 +84,7 @@ def our_decoders(emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, txl:
     rescored(emissions.emissions[0])  # loads the TXL session's kernels, the trie
     runs = []
     for name, width, with_lm, fn in configs:
-        seconds, texts = decode_all(emissions, fn)
+        seconds, texts = decode_all(emissions, fn, rounds=rounds)
         wer, cer = error_rates(list(zip(emissions.references, texts, strict=True)))
         runs.append({"name": name, "beam": width, "lm": with_lm, "seconds": seconds, "seconds_per_audio_second": seconds / emissions.seconds,
                      "wer": wer, "cer": cer})  # fmt: skip
@@ -98,7 +102,7 @@ def pyctcdecode_python(explicit: Path | None) -> Path | None:
 
 
 def pyctcdecode_runs(python: Path, emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, widths: tuple[int, ...],
-                     lm_widths: tuple[int, ...], timeout: float) -> dict[str, Any]:
+                     lm_widths: tuple[int, ...], rounds: int, timeout: float) -> dict[str, Any]:
     """Run `export/bench_pyctcdecode.py` under `python` on the same emissions; WER added here."""
     defaults = DecodingDefaults()
     labels = ["" if t == emissions.tokens.blank else " " if t == emissions.tokens.word_separator else t for t in emissions.tokens.tokens]
@@ -108,7 +112,7 @@ def pyctcdecode_runs(python: Path, emissions: EmissionSet, *, arpa: Path, lexico
         npz, job = Path(work) / "emissions.npz", Path(work) / "job.json"
         np.savez(npz, **{f"u{i}": e.astype(np.float32) for i, e in enumerate(emissions.emissions)})
         job.write_text(json.dumps({"emissions": str(npz), "labels": labels, "arpa": str(arpa), "unigrams": unigrams, "alpha": defaults.lm_weight,
-                                   "beta": defaults.word_score, "runs": runs}))  # fmt: skip
+                                   "beta": defaults.word_score, "runs": runs, "rounds": rounds}))  # fmt: skip
         script = Path(__file__).with_name("bench_pyctcdecode.py")
         done = subprocess.run([str(python), str(script), str(job)], capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
@@ -135,14 +139,15 @@ def compare(ours: list[dict[str, Any]], theirs: dict[str, Any]) -> list[dict[str
 
 
 def measure_decoders(emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, lm_note: str, txl: BuiltBundle, widths: tuple[int, ...],
-                     lm_widths: tuple[int, ...], threads: int, python: Path | None, timeout: float = 600.0) -> dict[str, Any]:
-    runs, setup = our_decoders(emissions, arpa=arpa, lexicon_path=lexicon_path, txl=txl, widths=widths, lm_widths=lm_widths, threads=threads)
+                     lm_widths: tuple[int, ...], threads: int, python: Path | None, rounds: int = 1, timeout: float = 600.0) -> dict[str, Any]:
+    runs, setup = our_decoders(emissions, arpa=arpa, lexicon_path=lexicon_path, txl=txl, widths=widths, lm_widths=lm_widths, threads=threads,
+                               rounds=rounds)  # fmt: skip
     if python is None:
         theirs: dict[str, Any] = {"available": False, "reason": "no interpreter with pyctcdecode (make .bench-venv, see docs/benchmarks.md)"}
     else:
         try:
-            theirs = pyctcdecode_runs(python, emissions, arpa=arpa, lexicon_path=lexicon_path, widths=widths, lm_widths=lm_widths, timeout=timeout)
+            theirs = pyctcdecode_runs(python, emissions, arpa=arpa, lexicon_path=lexicon_path, widths=widths, lm_widths=lm_widths, rounds=rounds, timeout=timeout)
         except (subprocess.TimeoutExpired, OSError, json.JSONDecodeError) as e:
             theirs = {"available": False, "reason": f"{type(e).__name__}: {str(e)[:200]}"}
-    return {"emissions": emissions.note, "audio_seconds": emissions.seconds, "utterances": len(emissions.emissions), "lm": lm_note, **setup,
+    return {"emissions": emissions.note, "audio_seconds": emissions.seconds, "utterances": len(emissions.emissions), "lm": lm_note, "rounds": rounds, **setup,
             "ours": runs, "pyctcdecode": theirs, "comparison": compare(runs, theirs), "python": sys.version.split()[0]}  # fmt: skip

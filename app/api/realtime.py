@@ -8,7 +8,9 @@ transcribed input.
 Protocol
 --------
 Every message is a JSON text frame with a `type`. On connect the server sends
-`transcription_session.created` with the effective session.
+`transcription_session.created` with the effective session (in the beta form whatever the
+client: nothing in a GA client's handshake tells it apart; GA clients get `session.updated`
+in the GA form once they send `session.update`).
 
 Client events (an optional `event_id` is echoed in the errors it causes):
 
@@ -26,7 +28,8 @@ Client events (an optional `event_id` is echoed in the errors it causes):
     `semantic_vad` runs as `server_vad`; `threshold` and `prefix_padding_ms` are ignored because
     endpoints come from the model's own blank frames) or `null` for manual commits only.
   The model or the audio format can change only while the buffer holds no uncommitted audio.
-- `input_audio_buffer.append` {audio: base64}: audio in the session format.
+- `input_audio_buffer.append` {audio: base64}: audio in the session format, any length up to
+  the server's message limit (`ASR_WS_MAX_MESSAGE_BYTES`, 1 MiB of base64 text by default).
 - `input_audio_buffer.commit`: the audio since the last commit becomes an item and is
   transcribed in full (the stream's end-of-input flush); the next item starts a new stream that
   keeps the Transformer-XL rescoring memory.
@@ -44,7 +47,8 @@ Server events (each with a unique `event_id`):
   {item_id, content_index: 0, transcript, usage: {type: "duration", seconds}}.
 - `input_audio_buffer.cleared`.
 - `error` {error: {type, code, message, param, event_id}}. Bad JSON, unknown events, bad base64,
-  bad session values and empty commits leave the connection open. The idle timeout closes it
+  bad session values, oversized events, binary frames and empty commits leave the connection
+  open. The idle timeout closes it
   with 1001, the stream limit with 1013.
 
 Without turn detection an item is also committed on its own after 120 s of audio, and with
@@ -263,9 +267,9 @@ class RealtimeSession(StreamSession):
     def next_stream(self) -> None:
         """Start a new item's stream after a commit or clear; rescoring memory carries over."""
         memory = self.stream.rescore_mems
+        self.base_ms += self.stream_samples * 1000 / self.audio.sample_rate
         self.stream, self.audio = self.open_stream(self.config)
         self.stream.rescore_mems = memory
-        self.base_ms += self.stream_samples * 1000 / self.audio.sample_rate
         self.stream_samples = self.pending = 0
 
     def ms(self, seconds: float) -> int:
@@ -288,8 +292,8 @@ class RealtimeSession(StreamSession):
             try:
                 if message.get("text") is None:
                     raise RealtimeError("invalid_event", "binary frames are not part of the protocol; send input_audio_buffer.append with base64 audio")
-                if len(message["text"]) > settings.ws_max_message_bytes * 4 // 3 + 4096:
-                    raise RealtimeError("frame_too_large", f"event of {len(message['text'])} characters exceeds the limit; send smaller appends")
+                if len(message["text"]) > settings.ws_max_message_bytes:
+                    raise RealtimeError("frame_too_large", f"event of {len(message['text'])} characters exceeds {settings.ws_max_message_bytes}; send smaller appends")
                 event = _parse(message["text"])
                 event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
                 await self.dispatch(event)
@@ -409,7 +413,8 @@ def realtime_authorized(websocket: WebSocket) -> tuple[bool, str | None]:
     if protocols and protocols[0] == "bearer":
         echo: str | None = "bearer"
     else:
-        echo = next((p for p in ("realtime", "openai-beta.realtime-v1") if p in plain), None) or (plain or protocols or [None])[0]
+        preferred = [p for p in ("realtime", "openai-beta.realtime-v1") if p in plain] + plain + protocols
+        echo = preferred[0] if preferred else None
     ok, _ = authorized(websocket)
     if not ok:
         keys: list[str] = websocket.app.state.api_keys

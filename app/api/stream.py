@@ -149,12 +149,12 @@ def result_message(result: StreamResult) -> dict[str, Any]:
 def authorized(websocket: WebSocket) -> tuple[bool, str | None]:
     """Header bearer token or the subprotocol pair ("bearer", key); returns the subprotocol to echo."""
     keys: list[str] = websocket.app.state.api_keys
-    if not keys:
-        return True, None
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    if not keys:  # a browser drops the connection unless an offered subprotocol is echoed
+        return True, ("bearer" if "bearer" in offered else None)
     if key_is_valid(bearer_token(websocket.headers.get("authorization")), keys):
         return True, None
-    protocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-    if len(protocols) >= 2 and protocols[0] == "bearer" and key_is_valid(protocols[1], keys):
+    if len(offered) >= 2 and offered[0] == "bearer" and key_is_valid(offered[1], keys):
         return True, "bearer"
     return False, None
 

@@ -71,6 +71,8 @@ def prepare_samples(samples: np.ndarray, *, rate: int, sample_rate: int) -> Audi
     samples = samples.astype(np.float32, copy=False)
     if rate != sample_rate:
         samples = soxr.resample(samples, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
+        if len(samples) == 0:  # a few samples at a higher rate can resample to none
+            raise EmptyAudio(f"the audio is shorter than one sample at {sample_rate} Hz")
     return Audio(np.ascontiguousarray(samples), sample_rate)
 
 

@@ -33,7 +33,7 @@ from typing import Literal
 import numpy as np
 
 from app.asr.alignment import align_asg, align_ctc, word_spans
-from app.asr.lexicon import Hotword, HotwordGraph, HotNode, Lexicon, TrieNode, overlay_words
+from app.asr.lexicon import HotNode, Hotword, HotwordGraph, Lexicon, TrieNode, overlay_words
 from app.asr.ngram import NgramLM
 from app.asr.tokens import TokenTable
 

@@ -21,15 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from app.asr.bundle import AcousticBundle, BundleSet
 from app.asr.beam import BeamOptions, beam_search
+from app.asr.bundle import AcousticBundle, BundleSet
 from app.asr.decoding import asg_segments, ctc_segments, viterbi_asg
+from app.asr.errors import InvalidOption, UnknownModel
 from app.asr.lexicon import Lexicon, parse_hotwords
 from app.asr.ngram import NgramLM
+from app.asr.options import DecodeOptions
 from app.asr.rescoring import Hypothesis as RescoreCandidate
 from app.asr.rescoring import TransformerXLScorer, rescore
-from app.asr.errors import InvalidOption, UnknownModel
-from app.asr.options import DecodeOptions
 from app.asr.runtime import AcousticModel
 from app.asr.tokens import TokenTable
 
