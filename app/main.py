@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.shutting_down = False
     app.state.active_streams = 0
     app.state.draining = asyncio.Event()
+    app.state.stream_sessions = set()  # open `WS /v1/stream` sessions, which flush their results when draining
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     install_error_handlers(app)
@@ -71,12 +72,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def drain(app: FastAPI, *, timeout: float) -> None:
     """Begin a graceful shutdown: /readyz turns 503, new streams are refused, and every open
-    stream flushes its final results, sends `eof` and closes with 1001. Returns when no stream
-    is left or after `timeout` seconds. `app.server.GracefulServer` calls it before uvicorn's
-    own shutdown, which would cut open WebSockets with 1012 and no final result."""
+    `WS /v1/stream` session flushes its final results, sends `eof` and closes with 1001.
+    Returns when none is left (`app.state.stream_sessions`; another WebSocket route joins by
+    registering there and watching `app.state.draining`) or after `timeout` seconds.
+    `app.server.GracefulServer` calls it before uvicorn's own shutdown, which would cut open
+    WebSockets with 1012 and no final result."""
     app.state.shutting_down = True
     app.state.draining.set()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while app.state.active_streams > 0 and loop.time() < deadline:
+    while app.state.stream_sessions and loop.time() < deadline:
         await asyncio.sleep(0.05)

@@ -25,7 +25,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,6 @@ class Context:
     cache: Path
     wav2letter: BuiltBundle
     serve_dir: Path
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def prepare(config: BenchConfig) -> Context:
@@ -138,6 +137,8 @@ def prepare(config: BenchConfig) -> Context:
         serve_dir = cache / ("serve-tiny" if config.tiny_models else "serve")
         serve_dir.mkdir(exist_ok=True)
         link = serve_dir / w2l.directory.name
+        if link.is_symlink() and not link.exists():  # the output directory was moved
+            link.unlink()
         if not link.exists():
             link.symlink_to(w2l.directory.resolve(), target_is_directory=True)
     return Context(config, cache, w2l, serve_dir)

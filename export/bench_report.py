@@ -161,7 +161,7 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
             axes[0].plot(clients, [r["requests_per_second"] for r in runs], marker="o", color=color, label=label)
             axes[1].plot(clients, [r["p50"] * 1000 for r in runs], marker="o", color=color, label=f"{label} p50")
             axes[1].plot(clients, [r["p95"] * 1000 for r in runs], marker="x", color=color, linestyle="--", label=f"{label} p95")
-    axes[0].set(title=f"throughput ({_get(results, 'throughput', 'audio_seconds') or 0:.0f} s requests)", xlabel="concurrent clients", ylabel="requests / s")
+    axes[0].set(title=f"throughput ({_get(results, 'throughput', 'audio_seconds') or 0:g} s requests)", xlabel="concurrent clients", ylabel="requests / s")
     axes[1].set(title="request latency", xlabel="concurrent clients", ylabel="ms")
     if streaming:
         n = [lv["streams"] for lv in streaming]
@@ -176,7 +176,12 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         if levels:
             ax.xaxis.set_major_locator(FixedLocator(levels))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.set_ylim(bottom=0)
+        if ax is axes[0]:
+            ax.set_ylim(bottom=0)
+        elif ax.has_data():
+            ax.set_yscale("log")  # latencies span milliseconds to seconds
+        if not ax.has_data():
+            ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=ax.transAxes, color="gray")
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

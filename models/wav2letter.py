@@ -172,17 +172,18 @@ class Wav2Letter(nn.Module):
 def load_torchaudio_state_dict(state_dict: dict[str, Tensor], config: Wav2LetterConfig) -> Wav2Letter:
     """Build a `Wav2Letter` from a `torchaudio.models.Wav2Letter` state dict.
 
-    torchaudio keeps its layers in one `nn.Sequential` (`acoustic_model.{2i}` are the
-    convolutions, odd indices the ReLUs); the last convolution is our `head`.
+    torchaudio keeps its convolutions in (nested) `nn.Sequential`s under `acoustic_model`,
+    interleaved with ReLUs; taken in order, the last one is our `head`.
     """
     model = Wav2Letter(config)
-    convs = sorted({int(k.split(".")[1]) for k in state_dict if k.startswith("acoustic_model.")})
-    if len(convs) != len(model.blocks) + 1:
-        raise ValueError(f"state dict has {len(convs)} convolutions, the config expects {len(model.blocks) + 1}")
+    prefixes = sorted({k.rsplit(".", 1)[0] for k in state_dict if k.startswith("acoustic_model.") and k.endswith(".weight")},
+                      key=lambda name: tuple(int(part) for part in name.split(".")[1:]))
+    if len(prefixes) != len(model.blocks) + 1:
+        raise ValueError(f"state dict has {len(prefixes)} convolutions, the config expects {len(model.blocks) + 1}")
     mapped: dict[str, Tensor] = {}
-    for i, idx in enumerate(convs):
-        prefix = "head" if i == len(model.blocks) else f"blocks.{i}.conv"
+    for i, source in enumerate(prefixes):
+        target = "head" if i == len(model.blocks) else f"blocks.{i}.conv"
         for name in ("weight", "bias"):
-            mapped[f"{prefix}.{name}"] = state_dict[f"acoustic_model.{idx}.{name}"]
+            mapped[f"{target}.{name}"] = state_dict[f"{source}.{name}"]
     model.load_state_dict(mapped, strict=True)
     return model

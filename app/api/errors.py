@@ -41,6 +41,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s", request.url.path)
+        log.exception("internal error on %r", request.url.path)  # %r: the path is client input (no raw newlines or escapes in the log)
         request.app.state.metrics.errors.labels(code="internal_error").inc()
         return error_response(500, "internal_error", "the server failed to process the request")

@@ -275,6 +275,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         return
     state.active_streams += 1
     state.metrics.streams.inc()
+    state.stream_sessions.add(session)  # `app.main.drain` waits for these to flush on shutdown
     try:
         await session.serve()
     except ProtocolError as e:
@@ -285,5 +286,6 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         log.exception("stream failed")
         await session.fail("internal_error", "the stream failed", 1011)
     finally:
+        state.stream_sessions.discard(session)
         state.active_streams -= 1
         state.metrics.streams.dec()

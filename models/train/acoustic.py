@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training clips (smoke runs)")
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         step += 1
         elapsed = time.time() - started
         losses.append(loss.item())
-        if step % 25 == 0:
+        if step % args.log_every == 0:
             print(f"step {step} {elapsed / 60:.1f} min lr {lr:.2e} loss {np.mean(losses):.3f}", flush=True)
             log.write(json.dumps({"step": step, "minutes": elapsed / 60, "loss": float(np.mean(losses)), "lr": lr}) + "\n")
             log.flush()

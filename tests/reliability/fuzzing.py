@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from tests.helpers import encode, speechlike
@@ -47,6 +48,12 @@ def fuzz_settings(ci_examples: int) -> Callable[[F], F]:
     if PROFILE == "long":
         return settings(settings.get_profile("reliability-long"), max_examples=int(os.environ.get("ASR_FUZZ_EXAMPLES", "2000")))
     return settings(settings.get_profile("reliability-ci"), max_examples=ci_examples)
+
+
+def count(label: str) -> None:
+    """`hypothesis.event` inside a fuzz test (shown by --hypothesis-show-statistics); nothing in a replay."""
+    if currently_in_test_context():
+        event(label)
 
 
 # --- the regression store ----------------------------------------------------------------

@@ -15,12 +15,12 @@ import json
 
 import httpx
 from fastapi.testclient import TestClient
-from hypothesis import event, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.reliability import rawws
-from tests.reliability.fuzzing import SEEDS, audio_inputs, frames_payload, fuzz_settings, guarded, http_payload
-from tests.reliability.live import HOST, Clip, LiveServer
+from tests.reliability.fuzzing import SEEDS, audio_inputs, count, frames_payload, fuzz_settings, guarded, http_payload
+from tests.reliability.live import HOST, MODEL, Clip, LiveServer
 
 ENDPOINTS = ["/v1/transcribe", "/v1/audio/transcriptions"]
 FIELDS = ["file", "model", "response_format", "timestamp_granularities[]", "decoder", "beam_size", "nbest", "lm", "rescore", "hotwords",
@@ -79,7 +79,7 @@ def multipart_requests(draw: st.DrawFn) -> tuple[str, str, bytes]:
 
 def check_http(client: TestClient, path: str, content_type: str, body: bytes) -> None:
     r = client.post(path, content=body, headers={"content-type": content_type.encode("utf-8", "surrogatepass")})
-    event(f"status {r.status_code}")
+    count(f"status {r.status_code}")
     assert r.status_code < 500, r.text
     if r.status_code >= 400:
         error = r.json()["error"]
@@ -89,14 +89,14 @@ def check_http(client: TestClient, path: str, content_type: str, body: bytes) ->
     assert client.get("/readyz").status_code == 200
 
 
-@fuzz_settings(ci_examples=80)
+@fuzz_settings(ci_examples=150)
 @given(multipart_requests())
 def test_multipart_bodies_get_json_4xx(fuzz_client: TestClient, request_parts: tuple[str, str, bytes]) -> None:
     path, content_type, body = request_parts
     guarded("http", http_payload(path, content_type, body), lambda: check_http(fuzz_client, path, content_type, body), "http")
 
 
-@fuzz_settings(ci_examples=40)
+@fuzz_settings(ci_examples=60)
 @given(path=st.sampled_from(ENDPOINTS), content_type=st.sampled_from(["application/octet-stream", "audio/wav", "", "text/plain", "application/json"]),
        body=audio_inputs())
 def test_raw_bodies_get_json_4xx(fuzz_client: TestClient, path: str, content_type: str, body: bytes) -> None:
@@ -179,7 +179,7 @@ def run_frames(server: LiveServer, frames: list[tuple[int, bytes, bool]]) -> raw
 
 def check_frames(server: LiveServer, frames: list[tuple[int, bytes, bool]]) -> None:
     received = run_frames(server, frames)
-    event(f"close {received.close_code}")
+    count(f"close {received.close_code}")
     assert not received.timed_out, "the server neither answered nor closed"
     assert not received.bad_text, received.bad_text
     for message in received.messages:
@@ -192,7 +192,7 @@ def check_frames(server: LiveServer, frames: list[tuple[int, bytes, bool]]) -> N
     assert server.ready()
 
 
-@fuzz_settings(ci_examples=60)
+@fuzz_settings(ci_examples=100)
 @given(first=config_frames(), rest=st.lists(later_frames(), max_size=6))
 def test_websocket_frames_get_error_and_close(live_server: LiveServer, first: tuple[int, bytes, bool], rest: list[tuple[int, bytes, bool]]) -> None:
     frames = [first, *rest]
@@ -201,10 +201,11 @@ def test_websocket_frames_get_error_and_close(live_server: LiveServer, first: tu
 
 def test_websocket_fuzz_leaves_streams_right(live_server: LiveServer, audio_clips: list[Clip], references: dict[str, dict[str, str]]) -> None:
     clip = audio_clips[1]
-    frames = [(rawws.TEXT, json.dumps({**GOOD_CONFIG, "max_utterance": 60}).encode(), True)]
+    frames = [(rawws.TEXT, json.dumps({**GOOD_CONFIG, "model": MODEL, "max_utterance": 60}).encode(), True)]
     frames += [(rawws.BINARY, clip.pcm16[i : i + 3001], True) for i in range(0, len(clip.pcm16), 3001)]
     received = run_frames(live_server, frames)
     assert received.close_code == 1000
     text = " ".join(m["text"] for m in received.messages if m["type"] == "final" and m["text"])
     assert text == references["stream"][clip.name]
-    assert httpx.post(f"{live_server.url}/v1/transcribe", content=clip.wav, timeout=30).json()["text"] == references["upload"][clip.name]
+    answer = httpx.post(f"{live_server.url}/v1/transcribe", params={"model": MODEL}, content=clip.wav, timeout=30)
+    assert answer.json()["text"] == references["upload"][clip.name]

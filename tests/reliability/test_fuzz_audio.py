@@ -33,13 +33,13 @@ def check_decode(data: bytes) -> None:
     assert audio.duration <= MAX_SECONDS + 0.1
 
 
-@fuzz_settings(ci_examples=150)
+@fuzz_settings(ci_examples=300)
 @given(audio_inputs())
 def test_decode_audio_raises_only_domain_errors(data: bytes) -> None:
     guarded("audio", data, lambda: check_decode(data))
 
 
-@fuzz_settings(ci_examples=40)
+@fuzz_settings(ci_examples=60)
 @given(data=audio_inputs(), rate=st.sampled_from([1000, 8000, 16000, 22050, 48000, MAX_SAMPLE_RATE]))
 def test_decode_audio_at_any_model_rate(data: bytes, rate: int) -> None:
     def check() -> None:

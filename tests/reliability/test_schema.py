@@ -22,7 +22,7 @@ from app.config import Settings  # noqa: E402
 from app.main import create_app  # noqa: E402
 from tests.reliability.fuzzing import PROFILE  # noqa: E402
 
-EXAMPLES = 300 if PROFILE == "long" else 12
+EXAMPLES = 300 if PROFILE == "long" else 25
 MODES = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
 # The operations, read from a schema built without loading any model (the lifespan does not run here).
 PATHS = create_app(Settings(models_dir=Path("/nonexistent"))).openapi()["paths"]

@@ -1,0 +1,91 @@
+"""Wav2Letter: torchaudio equivalence, frame geometry, and the training recipe learning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from torchaudio.models import Wav2Letter as TorchaudioWav2Letter
+
+from models.wav2letter import Wav2Letter, Wav2LetterConfig, load_torchaudio_state_dict
+
+torch.set_num_threads(1)
+
+
+def test_loads_torchaudio_state_dicts_with_identical_output() -> None:
+    torch.manual_seed(0)
+    reference = TorchaudioWav2Letter(num_classes=29, input_type="waveform").eval()
+    ours = load_torchaudio_state_dict(reference.state_dict(), Wav2LetterConfig.torchaudio(29)).eval()
+    x = torch.randn(2, 16000)
+    with torch.no_grad():
+        expected = reference(x[:, None, :])  # [B, V, T] log-probabilities
+        got = ours(x)  # [B, T, V]
+    torch.testing.assert_close(got.transpose(1, 2), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_loads_torchaudio_mfcc_models() -> None:
+    torch.manual_seed(0)
+    reference = TorchaudioWav2Letter(num_classes=10, input_type="mfcc", num_features=13).eval()
+    ours = load_torchaudio_state_dict(reference.state_dict(), Wav2LetterConfig.torchaudio(10, input_type="mfcc", num_features=13)).eval()
+    features = torch.randn(1, 13, 200)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(features).transpose(1, 2), reference(features), rtol=1e-5, atol=1e-5)
+
+
+def test_paper_size_and_small_default() -> None:
+    paper = Wav2Letter(Wav2LetterConfig.paper(30))
+    small = Wav2Letter(Wav2LetterConfig.small(30))
+    assert sum(p.numel() for p in paper.parameters()) > 20e6
+    assert sum(p.numel() for p in small.parameters()) < 8e6
+
+
+@pytest.mark.parametrize("samples", [400, 1600, 16000, 33333])
+def test_frame_geometry_matches_the_module(samples: int) -> None:
+    config = Wav2LetterConfig.small(30, channels=16, depth=2)
+    model = Wav2Letter(config).eval()
+    left, right = config.padding()
+    with torch.no_grad():
+        out = model(torch.zeros(1, samples + left + right))
+    assert out.shape[1] == config.output_frames(samples + left + right) == samples // config.frame_stride + 1
+
+
+def test_output_frame_depends_only_on_its_receptive_field() -> None:
+    config = Wav2LetterConfig.small(30, channels=16, depth=2)
+    model = Wav2Letter(config).eval()
+    x = torch.randn(1, config.receptive_field + 5 * config.frame_stride)
+    with torch.no_grad():
+        full = model(x)[0]
+        first = model(x[:, : config.receptive_field])[0]
+    torch.testing.assert_close(full[0], first[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("criterion", ["asg", "ctc"])
+def test_training_recipe_loss_goes_down(tmp_path: Path, criterion: str) -> None:
+    """A few steps on a handful of clips of real AN4 speech (or synthetic tones without it)."""
+    from models.train.acoustic import main
+
+    an4 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "an4_train" / "manifest.jsonl"
+    rows = []
+    if an4.exists():
+        for line in an4.read_text().splitlines()[:6]:
+            row = json.loads(line)
+            rows.append({"audio": str(an4.parent / row["audio"]), "text": row["text"]})
+    else:
+        for i, text in enumerate(["yes", "no", "go", "stop"]):
+            path = tmp_path / f"{i}.wav"
+            sf.write(path, np.sin(np.arange(16000) * (0.05 + 0.02 * i)).astype(np.float32) * 0.3, 16000)
+            rows.append({"audio": str(path), "text": text})
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "run"
+    main(["--train", str(manifest), "--dev", str(manifest), "--out", str(out), "--criterion", criterion, "--channels", "32", "--depth", "2",
+          "--kernel", "5", "--max-steps", "50", "--eval-every", "1000", "--log-every", "10", "--batch-seconds", "30", "--lr", "3e-3", "--warmup", "5",
+          "--no-augment", "--threads", "1"])
+    losses = [json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines() if "loss" in json.loads(line)]
+    assert losses[-1] < 0.7 * losses[0]
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["criterion"] == criterion and (state["transitions"] is not None) == (criterion == "asg")
