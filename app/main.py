@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor = ThreadPoolExecutor(max_workers=settings.resolved_workers(), thread_name_prefix="asr-infer")
         app.state.recognizer = recognizer
         app.state.executor = executor
-        app.state.engine = InferenceEngine(recognizer, executor, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms)
+        app.state.engine = InferenceEngine(recognizer, executor, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
+                                           max_in_flight=settings.resolved_workers())
         app.state.request_slots = asyncio.Semaphore(settings.max_concurrent_requests)
         app.state.draining = asyncio.Event()  # set by `drain` when the server starts shutting down
         app.state.shutting_down = False  # a restarted lifespan (the same app served again) is ready again

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,7 +182,7 @@ class StreamSession:
         async with self.lock:
             return await loop.run_in_executor(self.state.executor, fn, *args)
 
-    async def receive(self, timeout: float) -> dict[str, Any] | None:
+    async def receive(self, timeout: float) -> MutableMapping[str, Any] | None:
         """The next client message; None once the server starts draining; TimeoutError after `timeout` s."""
         draining: asyncio.Event = self.state.draining
         if draining.is_set():

@@ -31,15 +31,33 @@ class _Pending:
     queued: float = field(default_factory=time.perf_counter)
 
 
+@dataclass
+class _Lane:
+    """The queue of one model and the batches it has running."""
+
+    queue: list[_Pending] = field(default_factory=list)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    collector: asyncio.Task[None] | None = None
+
+
 class InferenceEngine:
-    def __init__(self, recognizer: Recognizer, executor: Executor, *, max_batch: int = 16, max_wait_ms: float = 5.0) -> None:
+    """Schedules acoustic-model calls: batched per model when that is exact, else one by one.
+
+    Up to `max_in_flight` batches of one model run at once; while they run, new requests
+    queue up and leave together as the next batch, so batches grow with the load by
+    themselves. An idle model runs a lone request at once; a busy one gives late arrivals
+    up to `max_wait_ms` to join.
+    """
+
+    def __init__(self, recognizer: Recognizer, executor: Executor, *, max_batch: int = 16, max_wait_ms: float = 5.0, max_in_flight: int = 2) -> None:
         self.recognizer = recognizer
         self.executor = executor
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
-        self._queues: dict[int, list[_Pending]] = {}
-        self._wakeups: dict[int, asyncio.Event] = {}
-        self._workers: dict[int, asyncio.Task[None]] = {}
+        self.max_in_flight = max(1, max_in_flight)
+        self._lanes: dict[int, _Lane] = {}
         self.batches_run = 0
         self.items_run = 0
 
@@ -52,12 +70,12 @@ class InferenceEngine:
         padded_frames = model.geometry.frames(len(samples) + model.geometry.left_pad + model.geometry.right_pad)
         if not self.batching or not model.geometry.exact or padded_frames > model.window_frames:
             return await loop.run_in_executor(self.executor, model.emissions, samples)
-        key = id(model)
+        lane = self._lanes.setdefault(id(model), _Lane())
         pending = _Pending(samples, loop.create_future())
-        self._queues.setdefault(key, []).append(pending)
-        self._wakeups.setdefault(key, asyncio.Event()).set()
-        if key not in self._workers or self._workers[key].done():
-            self._workers[key] = asyncio.create_task(self._serve(key, model))
+        lane.queue.append(pending)
+        lane.wakeup.set()
+        if lane.collector is None or lane.collector.done():
+            lane.collector = asyncio.create_task(self._collect(lane, model))
         return await pending.future
 
     async def transcribe(self, bundle: AcousticBundle, samples: np.ndarray, options: DecodeOptions) -> Transcript:
@@ -70,37 +88,47 @@ class InferenceEngine:
         transcript.timings = {"acoustic": acoustic, "decode": time.perf_counter() - started - acoustic, **transcript.timings}
         return transcript
 
-    async def _serve(self, key: int, model: AcousticModel) -> None:
-        """Collect requests for one model, run them in length buckets, until the queue stays empty."""
-        queue, wakeup = self._queues[key], self._wakeups[key]
-        loop = asyncio.get_running_loop()
+    async def _collect(self, lane: _Lane, model: AcousticModel) -> None:
+        """Cut the queue into length buckets and start them, until the queue stays empty."""
         while True:
-            if not queue:
-                wakeup.clear()
+            if not lane.queue:
+                lane.wakeup.clear()
                 try:
-                    await asyncio.wait_for(wakeup.wait(), timeout=1.0)
+                    await asyncio.wait_for(lane.wakeup.wait(), timeout=1.0)
                 except TimeoutError:
                     return
                 continue
-            deadline = queue[0].queued + self.max_wait
-            while len(queue) < self.max_batch and time.perf_counter() < deadline:
-                await asyncio.sleep(min(0.001, max(deadline - time.perf_counter(), 0)))
-            taken = sorted(queue[: self.max_batch * 4], key=lambda p: len(p.samples))
-            del queue[: len(taken)]
-            for batch in _buckets(taken, self.max_batch):
-                waves = [p.samples for p in batch]
-                try:
-                    results = await loop.run_in_executor(self.executor, model.emissions_batch, waves)
-                except Exception as e:  # noqa: BLE001 - delivered to each waiting request
-                    for p in batch:
-                        if not p.future.done():
-                            p.future.set_exception(e)
-                    continue
-                self.batches_run += 1
-                self.items_run += len(batch)
-                for p, r in zip(batch, results, strict=True):
-                    if not p.future.done():
-                        p.future.set_result(r)
+            while lane.in_flight >= self.max_in_flight:
+                await asyncio.sleep(0.0005)
+            if lane.in_flight > 0:  # busy: late arrivals may still join this batch
+                deadline = lane.queue[0].queued + self.max_wait
+                while len(lane.queue) < self.max_batch and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.0005)
+            taken = sorted(lane.queue[: self.max_batch * 4], key=lambda p: len(p.samples))
+            del lane.queue[: len(taken)]
+            first, *rest = _buckets(taken, self.max_batch)
+            lane.queue[:0] = [p for bucket in rest for p in bucket]
+            lane.in_flight += 1
+            task = asyncio.create_task(self._run(lane, model, first))
+            lane.tasks.add(task)
+            task.add_done_callback(lane.tasks.discard)
+
+    async def _run(self, lane: _Lane, model: AcousticModel, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self.executor, model.emissions_batch, [p.samples for p in batch])
+        except Exception as e:  # noqa: BLE001 - delivered to each waiting request
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(e)
+            return
+        finally:
+            lane.in_flight -= 1
+        self.batches_run += 1
+        self.items_run += len(batch)
+        for p, r in zip(batch, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(r)
 
 
 def _buckets(items: list[_Pending], max_batch: int) -> list[list[_Pending]]:
