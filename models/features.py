@@ -72,8 +72,9 @@ class SpecAugment(nn.Module):
             start = (torch.rand(b, 1, 1, device=x.device) * (c - width)).long()
             idx = torch.arange(c, device=x.device)[None, :, None]
             mask |= (idx >= start) & (idx < start + width)
+        time_width = min(self.time_width, max(1, f // 10))  # short clips (a spoken digit) keep most of their frames
         for _ in range(self.time_masks):
-            width = torch.randint(0, self.time_width + 1, (b, 1, 1), device=x.device)
+            width = torch.randint(0, time_width + 1, (b, 1, 1), device=x.device)
             start = (torch.rand(b, 1, 1, device=x.device) * (f - width).clamp(min=0)).long()
             idx = torch.arange(f, device=x.device)[None, None, :]
             mask |= (idx >= start) & (idx < start + width)

@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training clips (smoke runs)")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--augment-clean", type=float, default=0.3, help="share of clips left unaugmented")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init", type=Path, help="start from another checkpoint's weights (e.g. ASG from CTC): output rows are matched by token")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -123,11 +125,13 @@ def main(argv: list[str] | None = None) -> None:
         rng = np.random.default_rng(args.seed + step)
         print(f"resumed at step {step}, {elapsed / 60:.1f} min")
 
+    if args.init is not None and not (args.resume and last.exists()):
+        initialise_from(model, args.init, table)
     augment = None
     if not args.no_augment:
         from models.train.augment import AugmentConfig, Augmenter
 
-        augment = Augmenter(AugmentConfig())
+        augment = Augmenter(AugmentConfig(p_clean=args.augment_clean))
     train = load_clips(args.train, limit=args.limit)
     train = [c for c in train if _trainable(c, table, config)]
     dev = load_clips(args.dev)[:300]
@@ -191,6 +195,24 @@ def main(argv: list[str] | None = None) -> None:
     if cer < best_cer:
         best_cer = cer
         save(args.out / "best.pt")
+
+
+def initialise_from(model: Wav2Letter, checkpoint: Path, table: TokenTable) -> None:
+    """Copy every weight whose shape fits; the scoring layer row by row for tokens both tables share.
+
+    A CTC model localises letters quickly; starting ASG from it skips ASG's slow first phase."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    source_tokens = list(state["tokens"]["tokens"])
+    own = model.state_dict()
+    for name, value in state["model"].items():
+        if name in own and own[name].shape == value.shape:
+            own[name] = value
+    for name in ("head.weight", "head.bias"):
+        for row, token in enumerate(table.tokens):
+            if token in source_tokens:
+                own[name][row] = state["model"][name][source_tokens.index(token)]
+    model.load_state_dict(own)
+    print(f"initialised from {checkpoint} ({sum(t in source_tokens for t in table.tokens)}/{len(table)} output rows)")
 
 
 def _trainable(clip: Clip, table: TokenTable, config: Wav2LetterConfig) -> bool:
