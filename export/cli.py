@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     w2l.add_argument("--decoding", type=Path, help="JSON file of decoding defaults (beam size, LM weight ...)")
     w2l.add_argument("--lm", type=Path, help="ARPA n-gram LM to ship in the bundle")
     w2l.add_argument("--lexicon", type=Path, help="lexicon to ship in the bundle")
+    w2l.add_argument("--calibrate", type=Path, help="JSONL manifest of real audio to calibrate int8 on (default: synthetic speech-like signals)")
+    w2l.add_argument("--calibrate-count", type=int, default=32)
     common(w2l)
 
     hf = sub.add_parser("wav2vec2", help="Hugging Face Wav2Vec2ForCTC directory (save_pretrained + tokenizer files)")
@@ -49,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--blank", default="<blank>")
     common(ta)
 
+    tune = sub.add_parser("tune", help="tune an acoustic bundle's LM weight, word score and rescoring alpha/beta on held-out data")
+    tune.add_argument("bundle", type=Path)
+    tune.add_argument("--dev", type=Path, required=True, help="JSONL manifest of {audio, text}")
+    tune.add_argument("--txl", type=Path, help="Transformer-XL LM bundle to tune rescoring with")
+    tune.add_argument("--limit", type=int, default=150)
+    tune.add_argument("--beam-size", type=int, default=32)
+    tune.add_argument("--write", action="store_true", help="store the chosen values as the bundle's decoding defaults")
+
     txl = sub.add_parser("txl", help="project Transformer-XL character LM checkpoint")
     txl.add_argument("checkpoint", type=Path)
     txl.add_argument("-o", "--out", type=Path, required=True)
@@ -58,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from app.asr.manifest import Manifest
+
     args = build_parser().parse_args(argv)
     int8 = bool(getattr(args, "int8", False) or getattr(args, "quantize", None) == "int8")
     try:
@@ -67,10 +79,28 @@ def main(argv: list[str] | None = None) -> int:
             from export.wav2letter import export_wav2letter
 
             decoding = DecodingDefaults(**json.loads(args.decoding.read_text())) if args.decoding else None
+            calibration = None
+            if args.calibrate:
+                from app.asr.audio import decode_audio
+
+                rows = [json.loads(line) for line in args.calibrate.read_text().splitlines() if line.strip()][: args.calibrate_count]
+                calibration = [decode_audio(Path(r["audio"]).read_bytes(), sample_rate=16000, max_seconds=60).samples for r in rows]
             manifest = export_wav2letter(args.checkpoint, args.out, name=args.name, int8=int8, torchaudio_tokens=args.torchaudio_tokens,
-                                         blank=args.blank, decoding=decoding)
+                                         blank=args.blank, decoding=decoding, calibration=calibration)
             if args.lm or args.lexicon:
                 manifest = attach_decoding_files(args.out, lm=args.lm, lexicon=args.lexicon)
+        elif args.source == "tune":
+            from export.bundle_files import attach_decoding_files
+            from export.tune import tune
+
+            result = tune(args.bundle, args.dev, txl_dir=args.txl, limit=args.limit, beam_size=args.beam_size)
+            print(f"chosen: {result}")
+            if not args.write:
+                return 0
+            values = {"lm_weight": result.lm_weight, "word_score": result.word_score, "decoder": "beam", "beam_size": args.beam_size}
+            if result.rescore_alpha is not None:
+                values |= {"rescore_alpha": result.rescore_alpha, "rescore_beta": result.rescore_beta, "rescorer": Manifest.load(args.txl).name}
+            manifest = attach_decoding_files(args.bundle, **values)
         elif args.source == "wav2vec2":
             from export.wav2vec2 import export_wav2vec2_hf
 

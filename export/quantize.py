@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 
 def quantize_int8(source: Path, target: Path, *, exclude_first: int = 0, op_types: Sequence[str] = ("Conv", "MatMul", "Gemm")) -> Path:
     """Dynamic int8 quantization of weights; the first `exclude_first` Conv/MatMul nodes stay float."""
@@ -50,3 +52,27 @@ def _retarget_float_casts(model: object) -> None:
             for attribute in node.attribute:
                 if attribute.name == "to" and attribute.i == TensorProto.FLOAT:
                     attribute.i = TensorProto.FLOAT16
+
+
+def quantize_static_int8(source: Path, target: Path, calibration: Sequence[np.ndarray], *, input_name: str = "waveform", exclude_first: int = 0) -> Path:
+    """Static int8 (QDQ) quantization of the convolutions, calibrated on `calibration` inputs.
+
+    For convolutional models this is the fast path: ONNX Runtime runs QDQ convolutions as
+    `QLinearConv` on int8 kernels, while dynamic quantization leaves them as the much slower
+    `ConvInteger`. The first `exclude_first` Conv/MatMul nodes (the feature front-end) stay float.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{input_name: np.asarray(x, dtype=np.float32)} for x in calibration])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    model = onnx.load(str(source))
+    exclude = [node.name for node in model.graph.node if node.op_type in ("Conv", "MatMul")][:exclude_first]
+    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], nodes_to_exclude=exclude)
+    return target

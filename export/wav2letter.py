@@ -17,7 +17,7 @@ import torch
 from app.asr.manifest import DecodingDefaults, Manifest
 from app.asr.tokens import TokenTable
 from export.onnx import describe_source, export_acoustic_onnx, finish_bundle
-from export.quantize import quantize_int8
+from export.quantize import quantize_int8, quantize_static_int8
 from export.verify import ParityError, check_parity, check_quantized, test_inputs
 from models.wav2letter import Wav2Letter, Wav2LetterConfig, load_torchaudio_state_dict
 
@@ -58,7 +58,7 @@ def load_project_checkpoint(path: Path) -> tuple[Wav2Letter, TokenTable, str, np
 
 def export_wav2letter(checkpoint: Path, out: Path, *, name: str | None = None, int8: bool = False, torchaudio_tokens: Path | None = None,
                       torchaudio_input: str = "waveform", torchaudio_features: int = 1, blank: str = "<blank>",
-                      decoding: DecodingDefaults | None = None, log: bool = True) -> Manifest:
+                      decoding: DecodingDefaults | None = None, calibration: list[np.ndarray] | None = None, log: bool = True) -> Manifest:
     """Write a bundle for a project checkpoint, or for a torchaudio state dict when `torchaudio_tokens` is given."""
     out.mkdir(parents=True, exist_ok=True)
     if torchaudio_tokens is not None:
@@ -85,8 +85,13 @@ def export_wav2letter(checkpoint: Path, out: Path, *, name: str | None = None, i
         np.save(out / "transitions.npy", transitions)
         side = ("transitions.npy",)
     if int8:
-        int8_path = quantize_int8(onnx_path, out / "model.int8.onnx", exclude_first=1 if config.frontend == "logmel" else 0)
-        q = check_quantized(onnx_path, int8_path, padded_inputs, max_changed=MAX_INT8_CHANGED)
+        if exact:  # convolutions: static QDQ int8 runs fast; calibrated on real audio when given
+            calibration_inputs = [np.pad(w, (left, right))[None] for w in calibration] if calibration else padded_inputs
+            int8_path = quantize_static_int8(onnx_path, out / "model.int8.onnx", calibration_inputs, exclude_first=2)
+        else:
+            int8_path = quantize_int8(onnx_path, out / "model.int8.onnx", exclude_first=1 if config.frontend == "logmel" else 0)
+        checks = [np.pad(w, (left, right))[None] for w in calibration[:8]] if calibration else padded_inputs
+        q = check_quantized(onnx_path, int8_path, checks, max_changed=MAX_INT8_CHANGED)
         report["int8"] = q.to_json()
         files["int8"] = "model.int8.onnx"
         _say(log, f"parity int8 vs fp32: greedy agreement {q.greedy_agreement:.4f}, max logit error {q.max_abs_error:.3f}")

@@ -59,6 +59,7 @@ class DecodingDefaults:
 
     decoder: Literal["greedy", "beam"] = "greedy"
     beam_size: int = 16
+    beam_threshold: float = 12.0  # prune tokens and hypotheses this far below the best (log domain)
     lm: str | None = None  # ARPA file inside the bundle
     lexicon: str | None = None  # word list with spellings inside the bundle
     lm_weight: float = 0.5

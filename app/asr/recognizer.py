@@ -144,7 +144,7 @@ class Recognizer:
         beam_size = options.beam_size or defaults.beam_size
         try:
             hotwords = parse_hotwords(options.hotwords, defaults.hotword_boost)
-            beam_options = BeamOptions(beam_size=beam_size, nbest=max(options.nbest, min(beam_size, 8) if options.rescore else 1),
+            beam_options = BeamOptions(beam_size=beam_size, beam_threshold=defaults.beam_threshold, nbest=max(options.nbest, min(beam_size, 8) if options.rescore else 1),
                                        lm_weight=defaults.lm_weight if options.lm_weight is None else options.lm_weight,
                                        word_score=defaults.word_score if options.word_score is None else options.word_score,
                                        silence_score=defaults.silence_score, unk_score=defaults.unk_score,
