@@ -98,8 +98,9 @@ def export_wav2letter(checkpoint: Path, out: Path, *, name: str | None = None, i
     manifest = Manifest(
         name=name or out.name, kind="acoustic", architecture="wav2letter", tokens=table, files={}, criterion=criterion,  # type: ignore[arg-type]
         transitions="transitions.npy" if transitions is not None else None, sample_rate=config.sample_rate,
-        frame_stride=config.frame_stride, receptive_field=config.receptive_field, left_pad=left, right_pad=right,
-        context="exact" if exact else "full", min_samples=config.receptive_field if not exact else 0,
+        # Padded layers (torchaudio's model) keep about one frame per stride: windows are placed by that.
+        frame_stride=config.frame_stride, receptive_field=config.receptive_field if exact else config.frame_stride,
+        left_pad=left, right_pad=right, context="exact" if exact else "full", min_samples=0 if exact else config.frame_stride,
         decoding=decoding or DecodingDefaults(), parity=report,
         source=describe_source(kind="torchaudio" if torchaudio_tokens else "project", checkpoint=checkpoint.name),
         extra={"config": config.to_json()},

@@ -89,3 +89,25 @@ def test_training_recipe_loss_goes_down(tmp_path: Path, criterion: str) -> None:
     assert losses[-1] < 0.7 * losses[0]
     state = torch.load(out / "last.pt", weights_only=False)
     assert state["criterion"] == criterion and (state["transitions"] is not None) == (criterion == "asg")
+
+
+def test_torchaudio_wav2letter_exports_and_serves(tmp_path: Path) -> None:
+    """A torchaudio Wav2Letter state dict through `asr-export`, then the server's runtime: same greedy output."""
+    from app.asr.bundle import load_bundles
+    from app.asr.decoding import greedy_ctc
+    from export.cli import main
+    from tests.helpers import speechlike
+
+    tokens = ["<blank>", "|", "'", *"abcdefghijklmnopqrstuvwxyz"]
+    (tmp_path / "tokens.txt").write_text("\n".join(tokens))
+    torch.manual_seed(0)
+    reference = TorchaudioWav2Letter(num_classes=len(tokens), input_type="waveform").eval()
+    torch.save(reference.state_dict(), tmp_path / "ta.pt")
+    assert main(["wav2letter", str(tmp_path / "ta.pt"), "--torchaudio-tokens", str(tmp_path / "tokens.txt"), "-o", str(tmp_path / "b" / "ta-w2l")]) == 0
+    bundle = load_bundles(tmp_path / "b", threads=1).acoustic["ta-w2l"]
+    audio = speechlike(1.5)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(audio)[None, None])[0].T.numpy()  # [T, V]
+    got = bundle.models["fp32"].emissions(audio)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    assert greedy_ctc(got, 0) == greedy_ctc(expected, 0)
