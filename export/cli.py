@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         print(f"asr-export: error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote bundle {manifest.name!r} to {args.out} ({', '.join(sorted(manifest.files))})")
+    print(f"wrote bundle {manifest.name!r} to {getattr(args, 'out', None) or args.bundle} ({', '.join(sorted(manifest.files))})")
     return 0
 
 
