@@ -8,11 +8,14 @@ refused when they change more than `max_changed` of the greedy outputs.
 
 from __future__ import annotations
 
+import sys
+
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from export.onnx import run_onnx
 
@@ -63,7 +66,7 @@ def check_parity(reference_fn: Callable[[np.ndarray], np.ndarray], onnx_path: Pa
     """Run both on every input batch; raise `ParityError` when the relative error exceeds `tolerance`."""
     worst_rel = worst_abs = 0.0
     agreements = []
-    for batch in inputs:
+    for batch in tqdm(inputs, desc=f"parity {onnx_path.name}", unit="case", leave=False, file=sys.stderr, disable=not sys.stderr.isatty()):
         rel, abs_, agree = compare(reference_fn(batch), run_onnx(onnx_path, batch))
         worst_rel, worst_abs = max(worst_rel, rel), max(worst_abs, abs_)
         agreements.append(agree)
@@ -77,7 +80,7 @@ def check_quantized(fp32_path: Path, quantized_path: Path, inputs: list[np.ndarr
     """Greedy agreement of a quantized graph with its fp32 graph; raise when too many frames change."""
     worst_abs = worst_rel = 0.0
     agreements = []
-    for batch in inputs:
+    for batch in tqdm(inputs, desc=f"parity {quantized_path.name}", unit="case", leave=False, file=sys.stderr, disable=not sys.stderr.isatty()):
         rel, abs_, agree = compare(run_onnx(fp32_path, batch), run_onnx(quantized_path, batch))
         worst_rel, worst_abs = max(worst_rel, rel), max(worst_abs, abs_)
         agreements.append(agree)
