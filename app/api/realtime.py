@@ -281,9 +281,14 @@ class RealtimeSession(StreamSession):
         await self.emit("transcription_session.created", session=render_beta(self.config, self.session_id, self.stream.bundle.name))
         while True:
             try:
-                message = await asyncio.wait_for(self.websocket.receive(), timeout=settings.stream_idle_seconds)
+                message = await self.receive(settings.stream_idle_seconds)
             except TimeoutError:
                 await self.error("idle_timeout", f"no message for {settings.stream_idle_seconds:g} s")
+                await self.websocket.close(1001)
+                return
+            if message is None:  # the server is draining: transcribe what was appended, then close
+                if self.pending:
+                    await self.commit()
                 await self.websocket.close(1001)
                 return
             if message["type"] == "websocket.disconnect":
@@ -442,6 +447,7 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         return
     state.active_streams += 1
     state.metrics.streams.inc()
+    state.stream_sessions.add(session)  # `app.main.drain` waits for it to commit and close on shutdown
     try:
         await session.serve()
     except ProtocolError as e:  # the default model could not be opened
@@ -454,5 +460,6 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         await session.error("internal_error", "the session failed", kind="server_error")
         await websocket.close(1011)
     finally:
+        state.stream_sessions.discard(session)
         state.active_streams -= 1
         state.metrics.streams.dec()

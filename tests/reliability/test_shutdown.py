@@ -118,3 +118,27 @@ def test_drain_with_idle_streams(settings: Settings, phase: str) -> None:
             messages.append(json.loads(message["text"]))
         assert message["code"] == 1001
         assert messages[-1] in ({"type": "eof", "reason": "shutdown"}, {"type": "error", "code": "shutting_down", "message": "the server is shutting down"})
+
+
+def test_drain_commits_realtime_sessions(settings: Settings, audio_clips: list[Clip]) -> None:
+    """An OpenAI Realtime session with uncommitted audio gets its transcription, then a 1001 close."""
+    import base64
+
+    import numpy as np
+    import soxr
+
+    app = create_app(settings)
+    samples = np.frombuffer(audio_clips[1].pcm16, dtype="<i2").astype(np.float32) / 32768
+    pcm24 = (soxr.resample(samples, 16000, 24000) * 32767).astype("<i2").tobytes()
+    with TestClient(app) as client, client.websocket_connect("/v1/realtime?intent=transcription") as ws:
+        assert json.loads(ws.receive_text())["type"] == "transcription_session.created"
+        ws.send_text(json.dumps({"type": "transcription_session.update", "session": {"turn_detection": None}}))
+        assert json.loads(ws.receive_text())["type"] == "transcription_session.updated"
+        ws.send_text(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm24).decode()}))
+        client.portal.call(functools.partial(drain, app, timeout=10))
+        kinds = []
+        while (message := ws.receive())["type"] != "websocket.close":
+            kinds.append(json.loads(message["text"])["type"])
+        assert message["code"] == 1001
+        assert "conversation.item.input_audio_transcription.completed" in kinds
+        assert app.state.active_streams == 0
