@@ -85,7 +85,7 @@ def transcribe(argv: list[str] | None = None) -> None:
             audio = decode_audio(path.read_bytes(), sample_rate=bundle.manifest.sample_rate, max_seconds=24 * 3600)
             with tqdm(total=round(audio.duration, 1), unit="s", desc=path.name, disable=audio.duration < 60, file=sys.stderr) as bar:
                 transcript = recognizer.transcribe(audio.samples, model=bundle.name, options=options,
-                                                   progress=lambda share: bar.update(round(share * audio.duration, 1)))
+                                                   progress=lambda share, total=audio.duration, bar=bar: bar.update(round(share * total, 1)))
         except (ASRError, OSError) as e:
             print(f"{path}: error: {e}", file=sys.stderr)
             status = 1

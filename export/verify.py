@@ -9,7 +9,6 @@ refused when they change more than `max_changed` of the greedy outputs.
 from __future__ import annotations
 
 import sys
-
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path

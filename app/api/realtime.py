@@ -60,7 +60,6 @@ Authentication (when API keys are set): `Authorization: Bearer <key>`, the subpr
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import dataclasses

@@ -36,8 +36,8 @@ import soxr
 from tqdm import tqdm
 
 from app.asr.text import normalize_text
-from models.train.augment import coloured_noise, telephone
 from models.train.augment import add_noise as mix_noise
+from models.train.augment import coloured_noise
 
 SAMPLE_RATE = 16000
 DATA_DIR = Path("/work/shared/data")
