@@ -8,12 +8,10 @@ benchmark builds one of the same architecture and size. Everything built is cach
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 
 from app.asr.manifest import MANIFEST_NAME, Manifest
 from app.asr.tokens import TokenTable, asg_letters, ctc_letters
+from export.quantize import quiet_root_logger
 
 WAV2VEC2_LETTERS = "ETAOINSHRDLUCMWFGYPBVKXJQZ'"
 WAV2VEC2_VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: i + 5 for i, c in enumerate(WAV2VEC2_LETTERS)}}
@@ -366,17 +365,6 @@ def synthetic_emissions(sentences: list[str], *, seed: int = 0, peak: float = 7.
         out.append(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)))
     return EmissionSet(out, list(sentences), table, frame_rate, f"synthetic peaky CTC emissions of {len(sentences)} sentences from {source}")
 
-
-@contextlib.contextmanager
-def quiet_root_logger() -> Iterator[None]:
-    """onnxruntime's quantizer advises "pre-processing" on the root logger at every call."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def _fresh(directory: Path) -> None:

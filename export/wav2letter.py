@@ -17,7 +17,7 @@ import torch
 from app.asr.manifest import DecodingDefaults, Manifest
 from app.asr.tokens import TokenTable
 from export.onnx import describe_source, export_acoustic_onnx, finish_bundle
-from export.quantize import quantize_int8, quantize_static_int8
+from export.quantize import quantize_int8, quantize_static_int8, quiet_root_logger
 from export.verify import ParityError, check_parity, check_quantized, test_inputs
 from models.wav2letter import Wav2Letter, Wav2LetterConfig, load_torchaudio_state_dict
 
@@ -85,11 +85,12 @@ def export_wav2letter(checkpoint: Path, out: Path, *, name: str | None = None, i
         np.save(out / "transitions.npy", transitions)
         side = ("transitions.npy",)
     if int8:
-        if exact:  # convolutions: static QDQ int8 runs fast; calibrated on real audio when given
-            calibration_inputs = [np.pad(w, (left, right))[None] for w in calibration] if calibration else padded_inputs
-            int8_path = quantize_static_int8(onnx_path, out / "model.int8.onnx", calibration_inputs, exclude_first=2)
-        else:
-            int8_path = quantize_int8(onnx_path, out / "model.int8.onnx", exclude_first=1 if config.frontend == "logmel" else 0)
+        with quiet_root_logger():
+            if exact:  # convolutions: static QDQ int8 runs fast; calibrated on real audio when given
+                calibration_inputs = [np.pad(w, (left, right))[None] for w in calibration] if calibration else padded_inputs
+                int8_path = quantize_static_int8(onnx_path, out / "model.int8.onnx", calibration_inputs, exclude_first=2)
+            else:
+                int8_path = quantize_int8(onnx_path, out / "model.int8.onnx", exclude_first=1 if config.frontend == "logmel" else 0)
         checks = [np.pad(w, (left, right))[None] for w in calibration[:8]] if calibration else padded_inputs
         q = check_quantized(onnx_path, int8_path, checks, max_changed=MAX_INT8_CHANGED)
         report["int8"] = q.to_json()

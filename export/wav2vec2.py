@@ -26,13 +26,11 @@ normalised form, and names the other `<...>` tokens in `TokenTable.special`, whi
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
-import logging
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +128,12 @@ def _write_bundle(graph: CTCGraph, reference: Callable[[np.ndarray], np.ndarray]
               f"{parity.max_relative_error:.2e}, greedy agreement {parity.greedy_agreement:.4f}")  # fmt: skip
     files = {"fp32": "model.onnx"}
     if int8:
-        from export.quantize import quantize_int8
+        from export.quantize import quantize_int8, quiet_root_logger
 
         # Transformer and projections only: the convolutional feature encoder reads the raw
         # waveform and its activations span a range 8 bits hold badly (on a random test model,
         # greedy agreement fell from 98% to 94% when the convolutions were quantized too).
-        with _quiet_root_logger():
+        with quiet_root_logger():
             int8_path = quantize_int8(onnx_path, out / "model.int8.onnx", op_types=("MatMul", "Gemm"))
         q = check_quantized(onnx_path, int8_path, inputs, max_changed=MAX_INT8_CHANGED)
         report["int8"] = q.to_json()
@@ -369,17 +367,6 @@ def export_wav2vec2_torchaudio(checkpoint: Path, out: Path, *, builder: str | Pa
                          source=describe_source(kind="torchaudio", checkpoint=checkpoint.name, builder=description["builder"]),
                          extra=extra, log=log)  # fmt: skip
 
-
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """onnxruntime's quantizer advises "pre-processing" on the root logger at every call."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def _jsonable(value: Any) -> Any:
