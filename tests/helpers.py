@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 
 from app.asr.tokens import asg_letters, ctc_letters
+from export.bench_models import speechlike as bench_speechlike
 from models.asg import ASGLoss
 from models.wav2letter import Wav2Letter, Wav2LetterConfig
 
@@ -36,16 +37,8 @@ def save_wav2letter_checkpoint(path: Path, *, criterion: str = "asg", channels: 
 
 
 def speechlike(seconds: float, rate: int = 16000, *, seed: int = 0, channels: int = 1) -> np.ndarray:
-    """Harmonic bursts with pauses: varied enough that random models emit varied tokens."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * rate)
-    t = np.arange(n) / rate
-    f0 = 120 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate
-    voiced = sum(np.sin(k * phase) * rng.uniform(0.2, 1.0) / k for k in range(1, 10))
-    envelope = (np.sin(2 * np.pi * 2.1 * t) > -0.3).astype(np.float64) * (0.5 + 0.5 * np.sin(2 * np.pi * 5.3 * t) ** 2)
-    wave = 0.3 * voiced * envelope + 0.01 * rng.standard_normal(n)
-    wave = (wave / np.abs(wave).max() * 0.8).astype(np.float32)
+    """The benchmark's harmonic bursts with pauses; several channels are scaled copies."""
+    wave = bench_speechlike(seconds, rate, seed=seed)
     return np.stack([wave * (1 - 0.3 * c) for c in range(channels)], axis=1) if channels > 1 else wave
 
 
@@ -53,3 +46,44 @@ def encode(wave: np.ndarray, rate: int, *, format: str = "WAV", subtype: str | N
     buffer = io.BytesIO()
     sf.write(buffer, wave, rate, format=format, subtype=subtype)
     return buffer.getvalue()
+
+
+TINY_TEXT = ["the cat sat on the mat", "a dog ran in the park", "hello world", "the quick brown fox", "she said hello to the cat"] * 3
+
+
+def build_tiny_bundles(root: Path, work: Path) -> Path:
+    """Tiny random bundles through the real export step: "tiny-asg" (int8 too) and "tiny-ctc", both with
+    a 3-gram LM and lexicon, and the Transformer-XL LM "tiny-txl". Used by the `models_dir` fixture and
+    by the reliability commands that run outside pytest."""
+    from export.bundle_files import attach_decoding_files
+    from export.txl import export_transformer_xl
+    from export.wav2letter import export_wav2letter
+
+    export_wav2letter(save_wav2letter_checkpoint(work / "asg.pt", criterion="asg"), root / "tiny-asg", int8=True, log=False)
+    export_wav2letter(save_wav2letter_checkpoint(work / "ctc.pt", criterion="ctc", seed=1), root / "tiny-ctc", log=False)
+    lm, lexicon = build_tiny_ngram(work)
+    attach_decoding_files(root / "tiny-asg", lm=lm, lexicon=lexicon)
+    attach_decoding_files(root / "tiny-ctc", lm=lm, lexicon=lexicon)
+    save_txl_checkpoint(work / "txl.pt")
+    export_transformer_xl(work / "txl.pt", root / "tiny-txl")
+    return root
+
+
+def build_tiny_ngram(work: Path) -> tuple[Path, Path]:
+    from app.asr.lmbuild import BuildOptions, build_lm
+
+    text = work / "text.txt"
+    text.write_text("\n".join(TINY_TEXT) + "\n")
+    build_lm(text=text, arpa=work / "lm.arpa", lexicon=work / "lexicon.txt", options=BuildOptions(order=3, vocab_size=None))
+    return work / "lm.arpa", work / "lexicon.txt"
+
+
+def save_txl_checkpoint(path: Path) -> Path:
+    from app.asr.tokens import lm_letters
+    from models.train.txl import save_checkpoint
+    from models.transformer_xl import TransformerXL
+
+    torch.manual_seed(0)
+    model = TransformerXL(vocab_size=len(lm_letters()), d_model=32, n_head=2, d_head=16, d_inner=64, n_layer=2, mem_len=64, dropout=0.0)
+    save_checkpoint(path, model.eval(), step=1)
+    return path

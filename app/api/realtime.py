@@ -74,7 +74,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.api.deps import key_is_valid
 from app.api.openai import OPENAI_MODEL_ALIASES
-from app.api.stream import AudioFormat, ProtocolError, StreamSession, authorized, build_stream
+from app.api.stream import AudioFormat, ProtocolError, StreamSession, authorized, build_stream, registered
 from app.asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from app.asr.streaming import Stream, StreamResult
 
@@ -444,21 +444,15 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         await session.error("too_many_streams", f"the server is at its limit of {state.settings.max_streams} streams", kind="server_error")
         await websocket.close(1013)
         return
-    state.active_streams += 1
-    state.metrics.streams.inc()
-    state.stream_sessions.add(session)  # `app.main.drain` waits for it to commit and close on shutdown
-    try:
-        await session.serve()
-    except ProtocolError as e:  # the default model could not be opened
-        await session.error(e.code, e.message, kind="server_error")
-        await websocket.close(1011)
-    except (WebSocketDisconnect, TimeoutError):
-        pass
-    except Exception:  # noqa: BLE001 - one session's fault must not take the server down
-        log.exception("realtime session failed")
-        await session.error("internal_error", "the session failed", kind="server_error")
-        await websocket.close(1011)
-    finally:
-        state.stream_sessions.discard(session)
-        state.active_streams -= 1
-        state.metrics.streams.dec()
+    with registered(state, session):  # `app.main.drain` waits for it to commit and close on shutdown
+        try:
+            await session.serve()
+        except ProtocolError as e:  # the default model could not be opened
+            await session.error(e.code, e.message, kind="server_error")
+            await websocket.close(1011)
+        except (WebSocketDisconnect, TimeoutError):
+            pass
+        except Exception:  # noqa: BLE001 - one session's fault must not take the server down
+            log.exception("realtime session failed")
+            await session.error("internal_error", "the session failed", kind="server_error")
+            await websocket.close(1011)

@@ -28,9 +28,10 @@ string, which lands in access logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,6 +260,20 @@ def _parse_event(text: str | None) -> dict[str, Any]:
     return event
 
 
+@contextlib.contextmanager
+def registered(state: Any, session: StreamSession) -> Iterator[None]:
+    """Count an open session (stream limit, metrics) and list it for `app.main.drain` while it runs."""
+    state.active_streams += 1
+    state.metrics.streams.inc()
+    state.stream_sessions.add(session)
+    try:
+        yield
+    finally:
+        state.stream_sessions.discard(session)
+        state.active_streams -= 1
+        state.metrics.streams.dec()
+
+
 @router.websocket("/v1/stream")
 async def stream_endpoint(websocket: WebSocket) -> None:
     state = websocket.app.state
@@ -274,19 +289,13 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     if state.active_streams >= state.settings.max_streams:
         await session.fail("too_many_streams", f"the server is at its limit of {state.settings.max_streams} streams", 1013)
         return
-    state.active_streams += 1
-    state.metrics.streams.inc()
-    state.stream_sessions.add(session)  # `app.main.drain` waits for these to flush on shutdown
-    try:
-        await session.serve()
-    except ProtocolError as e:
-        await session.fail(e.code, e.message, e.close_code)
-    except (WebSocketDisconnect, TimeoutError):
-        pass
-    except Exception:  # noqa: BLE001 - one stream's fault must not take the server down
-        log.exception("stream failed")
-        await session.fail("internal_error", "the stream failed", 1011)
-    finally:
-        state.stream_sessions.discard(session)
-        state.active_streams -= 1
-        state.metrics.streams.dec()
+    with registered(state, session):
+        try:
+            await session.serve()
+        except ProtocolError as e:
+            await session.fail(e.code, e.message, e.close_code)
+        except (WebSocketDisconnect, TimeoutError):
+            pass
+        except Exception:  # noqa: BLE001 - one stream's fault must not take the server down
+            log.exception("stream failed")
+            await session.fail("internal_error", "the stream failed", 1011)

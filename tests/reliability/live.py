@@ -22,28 +22,15 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.helpers import encode, speechlike
+from tests.helpers import build_tiny_bundles, encode, speechlike
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 
 
 def build_models(root: Path, work: Path) -> Path:
-    """The same tiny bundles as the `models_dir` fixture (tests/conftest.py), for commands run outside pytest."""
-    from export.bundle_files import attach_decoding_files
-    from export.txl import export_transformer_xl
-    from export.wav2letter import export_wav2letter
-    from tests.conftest import build_tiny_ngram, save_txl_checkpoint
-    from tests.helpers import save_wav2letter_checkpoint
-
-    export_wav2letter(save_wav2letter_checkpoint(work / "asg.pt", criterion="asg"), root / "tiny-asg", int8=True, log=False)
-    export_wav2letter(save_wav2letter_checkpoint(work / "ctc.pt", criterion="ctc", seed=1), root / "tiny-ctc", log=False)
-    lm, lexicon = build_tiny_ngram(work)
-    attach_decoding_files(root / "tiny-asg", lm=lm, lexicon=lexicon)
-    attach_decoding_files(root / "tiny-ctc", lm=lm, lexicon=lexicon)
-    save_txl_checkpoint(work / "txl.pt")
-    export_transformer_xl(work / "txl.pt", root / "tiny-txl")
-    return root
+    """The same tiny bundles as the `models_dir` fixture, for commands run outside pytest."""
+    return build_tiny_bundles(root, work)
 
 
 def free_port() -> int:
