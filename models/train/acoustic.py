@@ -7,6 +7,10 @@ The learning-rate schedule runs on wall-clock time (warm-up, then cosine to the 
 budget), so a run sized for a session finishes with a decayed model, and `--resume`
 continues the same schedule. Checkpoints (`last.pt`, `best.pt` by dev CER) hold the model
 config, the token table and the ASG transitions: everything `asr-export wav2letter` needs.
+
+On a GPU (`--device cuda`) the convolutions run in bfloat16 autocast while both criteria
+stay in float32, and augmentation runs in `--workers` loader processes. Checkpoints are
+always written with CPU tensors, so they load anywhere.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from app.asr.decoding import asg_segments, ctc_segments, viterbi_asg
 from app.asr.metrics import error_rates
 from app.asr.tokens import TokenTable, asg_letters, ctc_letters
 from models.asg import ASGLoss
-from models.train.data import Clip, length_batches, load_clips
+from models.train.data import Clip, batch_stream, load_clips
 from models.wav2letter import Wav2Letter, Wav2LetterConfig
 
 
@@ -62,13 +66,14 @@ def decode(emissions: np.ndarray, table: TokenTable, criterion: str, transitions
 @torch.no_grad()
 def evaluate(model: Wav2Letter, loss_fn: nn.Module | None, clips: list[Clip], table: TokenTable, criterion: str) -> tuple[float, float, list[tuple[str, str]]]:
     model.eval()
-    transitions = loss_fn.transitions.detach().numpy() if isinstance(loss_fn, ASGLoss) else None
+    device = next(model.parameters()).device
+    transitions = loss_fn.transitions.detach().float().cpu().numpy() if isinstance(loss_fn, ASGLoss) else None
     pairs = []
     for start in range(0, len(clips), 16):
         chunk = clips[start : start + 16]
         waves = [c.audio.astype(np.float32) / 32768 for c in chunk]
         batch, lengths = pad_waves(waves, model.config)
-        emissions = model(batch).numpy()
+        emissions = model(batch.to(device)).float().cpu().numpy()
         for i, clip in enumerate(chunk):
             pairs.append((clip.text, decode(emissions[i, : lengths[i]], table, criterion, transitions)))
     model.train()
@@ -93,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--workers", type=int, default=0, help="augmentation worker processes (0: in the training loop)")
+    parser.add_argument("--load-workers", type=int, default=1, help="processes decoding the corpus at start-up")
+    parser.add_argument("--max-batch", type=int, default=64, help="clips per batch at most")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training clips (smoke runs)")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--no-augment", action="store_true")
@@ -103,13 +112,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     table = asg_letters() if args.criterion == "asg" else ctc_letters()
     config = Wav2LetterConfig.small(len(table), channels=args.channels, kernel=args.kernel, depth=args.depth)
     model = Wav2Letter(config)
     loss_fn: nn.Module = ASGLoss(len(table)) if args.criterion == "asg" else nn.CTCLoss(blank=table.blank_id or 0, reduction="none", zero_infinity=True)
+    if args.init is not None and not (args.resume and (args.out / "last.pt").exists()):
+        initialise_from(model, args.init, table)
+    model.to(device)
+    loss_fn.to(device)
     params = [{"params": model.parameters(), "weight_decay": 1e-2}]
     if isinstance(loss_fn, ASGLoss):
         params.append({"params": loss_fn.parameters(), "weight_decay": 0.0})
@@ -117,50 +131,48 @@ def main(argv: list[str] | None = None) -> None:
     step, elapsed, best_cer = 0, 0.0, math.inf
     last = args.out / "last.pt"
     if args.resume and last.exists():
-        state = torch.load(last, weights_only=False)
+        state = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["criterion_state"])
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed, best_cer = state["step"], state["elapsed"], state.get("best_cer", math.inf)
-        rng = np.random.default_rng(args.seed + step)
         print(f"resumed at step {step}, {elapsed / 60:.1f} min")
 
-    if args.init is not None and not (args.resume and last.exists()):
-        initialise_from(model, args.init, table)
     augment = None
     if not args.no_augment:
-        from models.train.augment import AugmentConfig, Augmenter
+        from models.train.augment import AugmentConfig
 
-        augment = Augmenter(AugmentConfig(p_clean=args.augment_clean))
-    train = load_clips(args.train, limit=args.limit)
+        augment = AugmentConfig(p_clean=args.augment_clean)
+    train = load_clips(args.train, limit=args.limit, workers=args.load_workers)
     train = [c for c in train if _trainable(c, table, config)]
     dev = load_clips(args.dev)[:300]
     print(f"{len(train)} training clips ({sum(len(c.audio) for c in train) / 16000 / 3600:.2f} h), {len(dev)} dev clips; {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    batches = length_batches([len(c.audio) for c in train], max_samples=int(args.batch_seconds * 16000), rng=rng)
+    batches = batch_stream(train, batch_seconds=args.batch_seconds, max_batch=args.max_batch, augment=augment,
+                           seed=args.seed + step, workers=args.workers)  # fmt: skip
 
     def save(path: Path) -> None:
         torch.save({"architecture": "wav2letter", "criterion": args.criterion, "config": config.to_json(), "tokens": table.to_json(),
-                    "model": model.state_dict(), "criterion_state": loss_fn.state_dict(),
-                    "transitions": loss_fn.transitions.detach().clone() if isinstance(loss_fn, ASGLoss) else None,
-                    "optimizer": optimizer.state_dict(), "step": step, "elapsed": elapsed, "best_cer": best_cer}, path.with_suffix(".tmp"))
+                    "model": _cpu(model.state_dict()), "criterion_state": _cpu(loss_fn.state_dict()),
+                    "transitions": loss_fn.transitions.detach().cpu().clone() if isinstance(loss_fn, ASGLoss) else None,
+                    "optimizer": _cpu(optimizer.state_dict()), "step": step, "elapsed": elapsed, "best_cer": best_cer}, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
 
     log = (args.out / "log.jsonl").open("a")
     model.train()
     started, last_save, losses = time.time() - elapsed, time.time(), []
     while elapsed < args.minutes * 60 and (args.max_steps is None or step < args.max_steps):
-        idx = next(batches)
+        idx, waves = next(batches)
         clips = [train[i] for i in idx]
-        waves = [c.audio.astype(np.float32) / 32768 for c in clips]
-        if augment is not None:
-            waves = [augment(w, rng) for w in waves]
         batch, lengths = pad_waves(waves, config)
         targets, target_lengths = encode_batch(clips, table)
+        batch, lengths, targets, target_lengths = (t.to(device, non_blocking=True) for t in (batch, lengths, targets, target_lengths))
         fraction = elapsed / (args.minutes * 60)
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        emissions = model(batch)  # [B, T, V]
+        with autocast:
+            emissions = model(batch)  # [B, T, V]
+        emissions = emissions.float()
         if isinstance(loss_fn, ASGLoss):
             per_utt = loss_fn(emissions, targets, lengths, target_lengths)
         else:
@@ -197,11 +209,23 @@ def main(argv: list[str] | None = None) -> None:
         save(args.out / "best.pt")
 
 
+def _cpu(value: object) -> object:
+    """A (nested) state dict with every tensor on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cpu(v) for v in value]
+    return value
+
+
 def initialise_from(model: Wav2Letter, checkpoint: Path, table: TokenTable) -> None:
     """Copy every weight whose shape fits; the scoring layer row by row for tokens both tables share.
 
     A CTC model localises letters quickly; starting ASG from it skips ASG's slow first phase."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state["model"] = {k: v.float() for k, v in state["model"].items()}
     source_tokens = list(state["tokens"]["tokens"])
     own = model.state_dict()
     for name, value in state["model"].items():

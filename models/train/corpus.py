@@ -402,12 +402,13 @@ class Plan:
     heldout_speakers: dict[str, list[str]]
 
 
-def plan_corpus(pools: TextPools, n_sentences: int, seed: int, data_dir: Path = DATA_DIR) -> Plan:
+def plan_corpus(pools: TextPools, n_sentences: int, seed: int, data_dir: Path = DATA_DIR, voices: int = 1) -> Plan:
     """All clips of the first pass. Training draws depend on ``seed``; dev/test draws use
-    EVAL_SEED so evaluation sets are comparable across training runs."""
+    EVAL_SEED so evaluation sets are comparable across training runs. Each training
+    sentence is spoken by ``voices`` independently drawn voice settings."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pools.train))[: min(n_sentences, len(pools.train))]
-    specs = [draw_training_voice("train", pools.train[i], rng) for i in sorted(order)]
+    specs = [draw_training_voice("train", pools.train[i], rng) for i in sorted(order) for _ in range(voices)]
 
     eval_rng = np.random.default_rng(EVAL_SEED)
     n_slt = sum(TEST_SLT_CLIPS)
@@ -564,14 +565,14 @@ def corpus_stats(
     }
 
 
-def build(out_dir: Path, n_sentences: int, workers: int, seed: int, data_dir: Path = DATA_DIR) -> dict:
+def build(out_dir: Path, n_sentences: int, workers: int, seed: int, data_dir: Path = DATA_DIR, voices: int = 1) -> dict:
     """The whole pipeline; returns the stats also written to ``stats.json``."""
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     pools = build_text_pools(data_dir / "text")
     write_lines(out_dir / "lm_train.txt", pools.lm_train)
     write_lines(out_dir / "lm_heldout.txt", pools.lm_heldout)
-    plan = plan_corpus(pools, n_sentences, seed, data_dir)
+    plan = plan_corpus(pools, n_sentences, seed, data_dir, voices)
     assert not any(s.split == "train" and s.speaker in HELDOUT_SPEAKERS for s in plan.specs)
     durations = execute(plan.specs, out_dir, workers, "corpus")
     finished_slt = [s for s in plan.specs if s.split == "test_slt" and durations.get(s.rel_path) is not None]
@@ -591,9 +592,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sentences", type=int, default=14000, help="training sentences to synthesise (one voice each)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--voices", type=int, default=1, help="voice settings drawn per training sentence")
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="shared data folder")
     args = parser.parse_args(argv)
-    stats = build(args.out, args.sentences, args.workers, args.seed, args.data)
+    stats = build(args.out, args.sentences, args.workers, args.seed, args.data, args.voices)
     print(json.dumps({k: stats[k] for k in ("manifests", "train_hours_by_source", "elapsed_s")}, indent=2))
 
 

@@ -41,6 +41,7 @@ class TrainConfig:
     """Optimisation and bookkeeping; the architecture lives in `TransformerXLConfig`."""
 
     steps: int = 20000
+    minutes: float = 0.0  # > 0: also a wall-clock budget; the schedule follows whichever runs out first
     batch_size: int = 16
     tgt_len: int = 128  # positions per segment (the model's mem_len is its memory)
     lr: float = 5e-4
@@ -98,11 +99,14 @@ class StreamBatches:
         return self.streams[:, start : start + self.tgt_len], self.streams[:, start + 1 : start + 1 + self.tgt_len]
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warm-up over `warmup` steps, then cosine from `lr` to `lr * final_lr_ratio`."""
+def learning_rate(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
+    """Linear warm-up over `warmup` steps, then cosine from `lr` to `lr * final_lr_ratio`
+    (over `steps`, or over `minutes` of wall-clock time when that comes first)."""
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
     progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
+    if config.minutes > 0:
+        progress = max(progress, min(1.0, elapsed / (config.minutes * 60)))
     floor = config.lr * config.final_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -210,20 +214,27 @@ def train(
             log.write(json.dumps(entry) + "\n")
             log.flush()
 
+        best = math.inf
+
         def run_eval() -> None:
+            nonlocal best
             with_mems = evaluate(model, eval_batches, carry_mems=True)
             without = evaluate(model, eval_batches, carry_mems=False)
             record({"step": step, "heldout_bpc": with_mems, "heldout_bpc_no_mems": without},
                    f"eval step {step}: held-out bpc {with_mems:.4f} with memory, {without:.4f} without")  # fmt: skip
+            if with_mems < best:  # a long run can overfit the small text corpus: keep the best held-out model
+                best = with_mems
+                save_checkpoint(out / "best.pt", model, step=step, train_config=config)
 
         torch.manual_seed(config.seed + step)
         losses: list[float] = []
         started, chars = time.time(), 0
-        while step < config.steps:
+        run_started = time.time()
+        while step < config.steps and not (config.minutes > 0 and time.time() - run_started >= config.minutes * 60):
             if position >= len(batches):  # a new epoch starts the streams over, without memory
                 position, mems = 0, None
             inputs, targets = (t.to(device) for t in batches[position])
-            lr = learning_rate(step, config)
+            lr = learning_rate(step, config, time.time() - run_started)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             logits, mems = model(inputs, mems)  # mems come back detached
@@ -245,6 +256,7 @@ def train(
                 run_eval()
             if step % config.checkpoint_every == 0 or step == config.steps:
                 save_checkpoint(last, model, optimizer, step=step, position=position, mems=mems, train_config=config)
+        save_checkpoint(last, model, optimizer, step=step, position=position, mems=mems, train_config=config)
         run_eval()
     return model.eval()
 

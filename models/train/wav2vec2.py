@@ -42,7 +42,7 @@ from transformers import Wav2Vec2ForCTC
 from app.asr.decoding import ctc_segments
 from app.asr.metrics import error_rates
 from app.asr.tokens import TokenTable
-from models.train.data import Clip, length_batches, load_clips
+from models.train.data import Clip, batch_stream, load_clips
 from models.wav2vec2 import (
     build_processor,
     count_parameters,
@@ -74,6 +74,7 @@ class FinetuneConfig:
     checkpoint_minutes: float = 5.0
     dev_clips: int = 300
     augment: bool = True
+    workers: int = 0  # augmentation worker processes (0: in the training loop)
     freeze_feature_encoder: bool = True  # with --init: keep the pretrained convolutional encoder fixed
     seed: int = 0
 
@@ -235,14 +236,12 @@ def finetune(train: Sequence[Clip], dev: Sequence[Clip], out: Path, *, config: F
     seconds = sum(len(c.audio) for c in usable) / 16000
     echo(f"{len(usable)} training clips ({seconds / 3600:.2f} h, {len(train) - len(usable)} dropped), {len(dev)} dev clips; "
          f"{count_parameters(model) / 1e6:.2f}M parameters")  # fmt: skip
-    rng = np.random.default_rng(config.seed + step)
     torch.manual_seed(config.seed + step)
-    batches = length_batches([len(c.audio) for c in usable], max_samples=int(config.batch_seconds * 16000), rng=rng, max_batch=config.max_batch)
-    augment = None
-    if config.augment:
-        from models.train.augment import AugmentConfig, Augmenter
+    from models.train.augment import AugmentConfig
 
-        augment = Augmenter(AugmentConfig())
+    batches = batch_stream(usable, batch_seconds=config.batch_seconds, max_batch=config.max_batch,
+                           augment=AugmentConfig() if config.augment else None, seed=config.seed + step, workers=config.workers)  # fmt: skip
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(device).type == "cuda")
 
     def save(directory: Path, *, with_optimizer: bool) -> None:
         def write(tmp: Path) -> None:
@@ -277,17 +276,16 @@ def finetune(train: Sequence[Clip], dev: Sequence[Clip], out: Path, *, config: F
         last_save = time.time()
         losses: list[float] = []
         while not run_finished(step=step, elapsed=elapsed, minutes=config.minutes, max_steps=config.max_steps):
-            clips = [usable[i] for i in next(batches)]
-            waves = clip_waves(clips)
-            if augment is not None:
-                waves = [augment(w, rng) for w in waves]
+            idx, waves = next(batches)
+            clips = [usable[i] for i in idx]
             values, mask = waveform_batch(waves)
             labels = label_batch(clips, table)
             progress = schedule_progress(step=step, elapsed=elapsed, minutes=config.minutes, max_steps=config.max_steps)
             lr = learning_rate(step=step, progress=progress, lr=config.lr, warmup=config.warmup, final_lr_ratio=config.final_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = model(values.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+            with autocast:
+                loss = model(values.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
             optimizer.zero_grad(set_to_none=True)
             if torch.isfinite(loss):
                 loss.backward()
@@ -351,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--resume", action="store_true", help="continue from OUT/last")
         p.add_argument("--device", default="auto", help="auto, cpu or cuda")
         p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+        p.add_argument("--load-workers", type=int, default=1, help="processes decoding the corpus at start-up")
         p.add_argument("--limit", type=int, default=None, help="use only the first N training clips (smoke runs)")
         p.add_argument("--max-seconds", type=float, default=20.0, help="drop longer clips")
         for flag in ("--hidden", "--layers", "--heads", "--intermediate", "--conv-dim"):
@@ -377,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = model_overrides(args)
     model_config = small_config(len(project_tokens()), **overrides)
     if args.recipe == "finetune":
-        train = load_clips(args.train, limit=args.limit, max_seconds=args.max_seconds)
+        train = load_clips(args.train, limit=args.limit, max_seconds=args.max_seconds, workers=args.load_workers)
         dev = load_clips(args.dev, max_seconds=args.max_seconds)
         config = config_from_arguments(args, FinetuneConfig)
         if args.init is not None and overrides:
