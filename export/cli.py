@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--beam-size", type=int, default=32)
     tune.add_argument("--write", action="store_true", help="store the chosen values as the bundle's decoding defaults")
 
+    compact = sub.add_parser("compact", help="store a bundle's fp32 graph with fp16 weights (half the size, fp32 arithmetic)")
+    compact.add_argument("bundle", type=Path)
+
     txl = sub.add_parser("txl", help="project Transformer-XL character LM checkpoint")
     txl.add_argument("checkpoint", type=Path)
     txl.add_argument("-o", "--out", type=Path, required=True)
@@ -101,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             if result.rescore_alpha is not None:
                 values |= {"rescore_alpha": result.rescore_alpha, "rescore_beta": result.rescore_beta, "rescorer": Manifest.load(args.txl).name}
             manifest = attach_decoding_files(args.bundle, **values)
+        elif args.source == "compact":
+            from export.compact import compact_bundle
+
+            manifest = compact_bundle(args.bundle)
         elif args.source == "wav2vec2":
             from export.wav2vec2 import export_wav2vec2_hf
 
