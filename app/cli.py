@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from app.config import Settings
 
 
@@ -114,20 +116,34 @@ def evaluate(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--show", type=int, default=0, help="print the first N hypotheses")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--stream", type=float, metavar="MS",
+                        help="feed each file through the streaming engine in pieces of MS milliseconds (as /v1/stream does) and score the joined finals")
     _decode_args(parser)
     args = parser.parse_args(argv)
     recognizer, bundle = _offline_recognizer(args.models_dir, args.model)
     options = _options(args)
+
+    def streamed(samples: np.ndarray) -> str:
+        from app.asr.streaming import Stream, StreamOptions
+
+        model = bundle.models[options.precision or "fp32"]
+        stream = Stream(recognizer, bundle, model, options, StreamOptions(interim_results=False))
+        piece = max(1, int(args.stream * bundle.manifest.sample_rate / 1000))
+        results = [r for start in range(0, len(samples), piece) for r in stream.accept(samples[start : start + piece])]
+        results += stream.finish()
+        return " ".join(r.text for r in results if r.kind == "final" and r.text)
+
     rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()][: args.limit]
     pairs = []
     for row in tqdm(rows, desc="eval", file=sys.stderr, mininterval=2):
         path = Path(row["audio"])
         path = path if path.is_absolute() else args.manifest.parent / path
         audio = decode_audio(path.read_bytes(), sample_rate=bundle.manifest.sample_rate, max_seconds=24 * 3600)
-        pairs.append((normalize_text(row["text"]), recognizer.transcribe(audio.samples, model=bundle.name, options=options).text))
+        hypothesis = streamed(audio.samples) if args.stream else recognizer.transcribe(audio.samples, model=bundle.name, options=options).text
+        pairs.append((normalize_text(row["text"]), hypothesis))
     wer, cer = error_rates(pairs)
     for ref, hyp in pairs[: args.show]:
         print(f"REF: {ref}\nHYP: {hyp}\n")
     result = {"manifest": str(args.manifest), "model": bundle.name, "decoder": options.decoder or bundle.manifest.decoding.decoder,
-              "utterances": len(pairs), "wer": round(wer, 2), "cer": round(cer, 2)}
+              "utterances": len(pairs), "wer": round(wer, 2), "cer": round(cer, 2), **({"stream_ms": args.stream} if args.stream else {})}
     print(json.dumps(result) if args.json else f"{bundle.name} on {args.manifest.name} ({len(pairs)} utts, {result['decoder']}): WER {wer:.2f}%  CER {cer:.2f}%")
