@@ -52,3 +52,22 @@ def test_eval_computes_wer(models_dir: Path, tmp_path: Path, capsys: pytest.Capt
     result = json.loads(out[-1])
     assert result["utterances"] == 3 and result["model"] == "tiny-ctc" and result["wer"] >= 0
     assert out[0].startswith("REF: hello world")
+
+
+def test_eval_stream_matches_offline_for_exact_models(models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--stream` runs the streaming engine; for an exact-context bundle with endpointing out of
+    the way (files shorter than an utterance, no silence run) it scores what the offline path scores."""
+    rows = []
+    for i in range(3):
+        path = tmp_path / f"{i}.wav"
+        path.write_bytes(encode(speechlike(1.5, seed=10 + i), 16000))
+        rows.append({"audio": str(path), "text": "hello world"})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows))
+    common = [str(manifest), "--models-dir", str(models_dir), "--model", "tiny-asg", "--json", "--show", "3"]
+    cli.evaluate(common)
+    offline = capsys.readouterr().out.strip().splitlines()
+    cli.evaluate([*common, "--stream", "37"])
+    streamed = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(streamed[-1])["stream_ms"] == 37
+    assert [line for line in streamed if line.startswith("HYP")] == [line for line in offline if line.startswith("HYP")]
