@@ -1,4 +1,4 @@
-"""Store a bundle's fp32 graph with float16 weights: half the bytes on disk, fp32 arithmetic.
+"""Store a bundle's float weights as float16: half the bytes on disk, fp32 arithmetic.
 
 Git keeps every version of a shipped model, so bytes on disk matter more than they would
 in a model registry. Each large float initializer becomes a float16 initializer followed by
@@ -60,10 +60,10 @@ def _acoustic_check(original: Path, compact: Path, manifest: Manifest) -> dict[s
     return report.to_json()
 
 
-def _lm_check(original: Path, compact: Path, manifest: Manifest) -> dict[str, Any]:
-    from export.txl import check_int8
-
+def _lm_check(original: Path, compact: Path) -> dict[str, Any]:
     import onnx
+
+    from export.txl import check_int8
 
     graph = onnx.load(str(original), load_external_data=False).graph
     mems = next(i for i in graph.input if i.name.startswith("mems"))
@@ -76,21 +76,28 @@ def _lm_check(original: Path, compact: Path, manifest: Manifest) -> dict[str, An
     return result
 
 
-def compact_bundle(bundle: Path) -> Manifest:
-    """Replace the bundle's fp32 graph with its fp16-weight form, after the parity check."""
+def compact_bundle(bundle: Path, precisions: tuple[str, ...] = ("fp32", "int8")) -> Manifest:
+    """Store the float weights of the bundle's fp32 graph (and the float weights an int8 graph
+    keeps, e.g. wav2vec 2.0's convolutions under dynamic quantization) as fp16, each graph
+    checked against its original first."""
     manifest = Manifest.load(bundle)
     if "fp32" not in manifest.files:
         raise ValueError(f"{bundle}: no fp32 graph to compact")
     if manifest.parity.get("fp32_weights_fp16"):
         raise ValueError(f"{bundle}: the fp32 graph already stores fp16 weights")
-    path = bundle / manifest.files["fp32"].path
-    with tempfile.TemporaryDirectory() as tmp:
-        compact = Path(tmp) / path.name
-        converted = store_weights_fp16(path, compact)
-        check = _lm_check(path, compact, manifest) if manifest.kind == "lm" else _acoustic_check(path, compact, manifest)
-        before, after = path.stat().st_size, compact.stat().st_size
-        compact.replace(path)
-    check |= {"initializers": converted, "bytes_before": before, "bytes_after": after}
-    print(f"fp16 weights in {path.name}: {before / 2**20:.1f} -> {after / 2**20:.1f} MiB, {check}")
-    manifest = replace(manifest, parity={**manifest.parity, "fp32_weights_fp16": check})
+    parity = dict(manifest.parity)
+    for precision in (p for p in precisions if p in manifest.files):
+        path = bundle / manifest.files[precision].path
+        with tempfile.TemporaryDirectory() as tmp:
+            compact = Path(tmp) / path.name
+            converted = store_weights_fp16(path, compact)
+            if converted == 0:
+                continue
+            check = _lm_check(path, compact) if manifest.kind == "lm" else _acoustic_check(path, compact, manifest)
+            before, after = path.stat().st_size, compact.stat().st_size
+            compact.replace(path)
+        check |= {"initializers": converted, "bytes_before": before, "bytes_after": after}
+        print(f"fp16 weights in {path.name}: {before / 2**20:.1f} -> {after / 2**20:.1f} MiB, {check}")
+        parity[f"{precision}_weights_fp16"] = check
+    manifest = replace(manifest, parity=parity)
     return finish_bundle(bundle, manifest, onnx_files={p: e.path for p, e in manifest.files.items()}, side_files=tuple(manifest.side_files))

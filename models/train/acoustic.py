@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--augment-clean", type=float, default=0.3, help="share of clips left unaugmented")
+    parser.add_argument("--warp", type=float, nargs=2, default=(0.88, 1.12), metavar=("LOW", "HIGH"),
+                        help="spectral warp factors (above 1 moves formants and pitch up: male voices towards female ones)")
+    parser.add_argument("--p-warp", type=float, default=0.3, help="probability of the spectral warp")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--init", type=Path, help="start from another checkpoint's weights (e.g. ASG from CTC): output rows are matched by token")
     parser.add_argument("--seed", type=int, default=0)
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_augment:
         from models.train.augment import AugmentConfig
 
-        augment = AugmentConfig(p_clean=args.augment_clean)
+        augment = AugmentConfig(p_clean=args.augment_clean, p_warp=args.p_warp, warp_range=(args.warp[0], args.warp[1]))
     train = load_clips(args.train, limit=args.limit, workers=args.load_workers)
     train = [c for c in train if _trainable(c, table, config)]
     dev = load_clips(args.dev)[:300]
