@@ -33,8 +33,20 @@ from models.train.data import Clip, batch_stream, load_clips
 from models.wav2letter import Wav2Letter, Wav2LetterConfig
 
 
+def target_ids(text: str, table: TokenTable) -> list[int]:
+    """Label ids of a transcript. ASG has no blank, so silence before the first and after the
+    last word must belong to some label: like wav2letter's `--surround`, ASG targets start and
+    end with the word separator, which decodes to nothing (otherwise the edge letters swallow
+    the silence and the model learns to hallucinate letters there)."""
+    ids = table.encode(text)
+    if table.blank is None and table.word_separator is not None:
+        sep = table.index[table.word_separator]
+        ids = [sep, *ids, sep]
+    return ids
+
+
 def encode_batch(clips: list[Clip], table: TokenTable) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = [table.encode(c.text) for c in clips]
+    ids = [target_ids(c.text, table) for c in clips]
     lengths = torch.tensor([len(i) for i in ids])
     padded = torch.full((len(ids), int(lengths.max())), -1, dtype=torch.long)
     for row, seq in enumerate(ids):
@@ -245,7 +257,7 @@ def initialise_from(model: Wav2Letter, checkpoint: Path, table: TokenTable) -> N
 def _trainable(clip: Clip, table: TokenTable, config: Wav2LetterConfig) -> bool:
     """Drop clips whose text the table cannot spell or whose frames are too few for the labels."""
     try:
-        ids = table.encode(clip.text)
+        ids = target_ids(clip.text, table)
     except ValueError:
         return False
     left, right = config.padding()

@@ -111,3 +111,17 @@ def test_torchaudio_wav2letter_exports_and_serves(tmp_path: Path) -> None:
     got = bundle.models["fp32"].emissions(audio)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
     assert greedy_ctc(got, 0) == greedy_ctc(expected, 0)
+
+
+def test_asg_targets_are_surrounded_by_the_separator() -> None:
+    """ASG has no blank: leading and trailing silence belong to a separator label that decodes to
+    nothing; CTC targets keep the plain spelling (its blank absorbs silence)."""
+    from app.asr.tokens import asg_letters, ctc_letters
+    from models.train.acoustic import target_ids
+
+    asg, ctc = asg_letters(), ctc_letters()
+    sep = asg.index["|"]
+    ids = target_ids("to be", asg)
+    assert ids[0] == ids[-1] == sep and ids[1:-1] == asg.encode("to be")
+    assert asg.decode(ids) == "to be"
+    assert target_ids("to be", ctc) == ctc.encode("to be")
