@@ -31,12 +31,13 @@ def synthesise_slt(text: str, path: Path) -> bytes:
     return path.read_bytes()
 
 
-def test_bundles_load_and_the_default_is_wav2letter(client: TestClient) -> None:
+def test_bundles_load_and_the_default_is_wav2letter_asg(client: TestClient) -> None:
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and not ready["failed"]
     models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
     default = next(m for m in models.values() if m.get("default"))
-    assert default["architecture"] == "wav2letter"
+    assert default["architecture"] == "wav2letter" and default["criterion"] == "asg"
+    assert models["wav2vec2-small"]["architecture"] == "wav2vec2"
 
 
 def test_held_out_voice_sentence(client: TestClient, tmp_path: Path) -> None:
