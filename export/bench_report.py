@@ -116,6 +116,12 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"{run['name']:<18}{run['seconds_per_audio_second'] * 1000:>9.2f}{run['wer']:>7.1f}"
                          f"{(other['seconds_per_audio_second'] * 1000 if other else float('nan')):>13.2f}{(other['wer'] if other else float('nan')):>7.1f}{_f(faster):>8}")  # fmt: skip
         lines.append(f"  ({decoders['emissions']}; LM: {decoders['lm']})")
+        runs = {r["name"]: r["seconds_per_audio_second"] for r in decoders["ours"]}
+        rescored = next((v for k, v in runs.items() if "+txl" in k), None)
+        model_rtf = _get(results, "acoustic", "wav2letter", "threads", "1", "ort_fp32", "rtf")
+        if rescored is not None and "beam16+lm" in runs and model_rtf:
+            cost = rescored - runs["beam16+lm"]
+            lines.append(f"  Transformer-XL rescoring: {cost * 1000:.2f} ms per audio second = {cost / model_rtf:.2f}x the acoustic model's time (Wav2Letter, ORT fp32, 1 core)")
         if not _get(decoders, "pyctcdecode", "available"):
             lines.append(f"  pyctcdecode: {_get(decoders, 'pyctcdecode', 'reason')}")
     streaming = results.get("streaming")
