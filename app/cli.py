@@ -56,6 +56,7 @@ def _decode_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rescore", action="store_true", help="Transformer-XL rescoring of the n-best list")
     parser.add_argument("--lm-weight", type=float)
     parser.add_argument("--word-score", type=float)
+    parser.add_argument("--allow-oov", action=argparse.BooleanOptionalAction, help="lexicon search: allow words outside the lexicon (default: the bundle's)")
     parser.add_argument("--precision", choices=["fp32", "int8", "fp16"])
 
 
@@ -63,7 +64,7 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from app.asr.options import DecodeOptions
 
     return DecodeOptions(decoder=args.decoder, beam_size=args.beam_size, nbest=args.nbest, lm=False if args.no_lm else None, rescore=args.rescore,
-                         lm_weight=args.lm_weight, word_score=args.word_score, precision=args.precision)
+                         lm_weight=args.lm_weight, word_score=args.word_score, allow_oov=args.allow_oov, precision=args.precision)
 
 
 def transcribe(argv: list[str] | None = None) -> None:
@@ -135,15 +136,23 @@ def evaluate(argv: list[str] | None = None) -> None:
 
     rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()][: args.limit]
     pairs = []
+    decode_seconds = audio_seconds = 0.0
     for row in tqdm(rows, desc="eval", file=sys.stderr, mininterval=2):
         path = Path(row["audio"])
         path = path if path.is_absolute() else args.manifest.parent / path
         audio = decode_audio(path.read_bytes(), sample_rate=bundle.manifest.sample_rate, max_seconds=24 * 3600)
-        hypothesis = streamed(audio.samples) if args.stream else recognizer.transcribe(audio.samples, model=bundle.name, options=options).text
+        if args.stream:
+            hypothesis = streamed(audio.samples)
+        else:
+            transcript = recognizer.transcribe(audio.samples, model=bundle.name, options=options)
+            hypothesis, decode_seconds = transcript.text, decode_seconds + transcript.timings.get("decode", 0.0)
+        audio_seconds += len(audio.samples) / bundle.manifest.sample_rate
         pairs.append((normalize_text(row["text"]), hypothesis))
     wer, cer = error_rates(pairs)
     for ref, hyp in pairs[: args.show]:
         print(f"REF: {ref}\nHYP: {hyp}\n")
     result = {"manifest": str(args.manifest), "model": bundle.name, "decoder": options.decoder or bundle.manifest.decoding.decoder,
               "utterances": len(pairs), "wer": round(wer, 2), "cer": round(cer, 2), **({"stream_ms": args.stream} if args.stream else {})}
+    if not args.stream:  # decoder time (after the acoustic model), per second of audio: compares decoders and engines
+        result["decode_ms_per_audio_second"] = round(1000 * decode_seconds / max(audio_seconds, 1e-9), 3)
     print(json.dumps(result) if args.json else f"{bundle.name} on {args.manifest.name} ({len(pairs)} utts, {result['decoder']}): WER {wer:.2f}%  CER {cer:.2f}%")

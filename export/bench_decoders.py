@@ -32,6 +32,7 @@ from app.asr.rescoring import TransformerXLScorer, rescore
 from export.bench_models import BuiltBundle, EmissionSet
 
 RESCORE_NBEST = 8
+PRUNE = 10.0  # beam_threshold = pyctcdecode's default beam_prune_logp (-10)
 
 
 def decode_all(emissions: EmissionSet, decode: Callable[[np.ndarray], str], *, rounds: int) -> tuple[float, list[str]]:
@@ -56,15 +57,18 @@ def our_decoders(emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, txl:
     lm_load = time.perf_counter() - started
     lexicon = Lexicon.from_file(lexicon_path, word_separator=table.word_separator)
     scorer = TransformerXLScorer.from_bundle(txl.directory, txl.manifest, threads=threads)
-    options = BeamOptions(lm_weight=defaults.lm_weight, word_score=defaults.word_score, unk_score=defaults.unk_score, allow_oov=defaults.allow_oov)
+    # pyctcdecode's default pruning (beam_prune_logp -10) for every beam run, so that both prune alike; words kept to
+    # the lexicon (the fast engine's case); `+oov` rows let words outside it in (the Python engine's case).
+    options = BeamOptions(lm_weight=defaults.lm_weight, word_score=defaults.word_score, unk_score=defaults.unk_score, allow_oov=False,
+                          beam_threshold=PRUNE)  # fmt: skip
 
     def greedy(e: np.ndarray) -> str:
         return table.decode([tok for tok, _ in ctc_segments(e.argmax(axis=1), blank)])
 
-    def beam(width: int, *, with_lm: bool) -> Callable[[np.ndarray], str]:
+    def beam(width: int, *, with_lm: bool, engine: str = "auto", allow_oov: bool = False) -> Callable[[np.ndarray], str]:
         def run(e: np.ndarray) -> str:
             hyps = beam_search(e, criterion="ctc", tokens=table, options=options, beam_size=width, lm=lm if with_lm else None,
-                               lexicon=lexicon if with_lm else None)  # fmt: skip
+                               lexicon=lexicon if with_lm else None, engine=engine, allow_oov=allow_oov)  # type: ignore[arg-type]  # fmt: skip
             return table.decode(hyps[0].tokens) if hyps else ""
 
         return run
@@ -79,6 +83,9 @@ def our_decoders(emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, txl:
     configs: list[tuple[str, int, bool, Callable[[np.ndarray], str]]] = [("greedy", 1, False, greedy)]
     configs += [(f"beam{w}", w, False, beam(w, with_lm=False)) for w in widths]
     configs += [(f"beam{w}+lm", w, True, beam(w, with_lm=True)) for w in lm_widths]
+    first = lm_widths[0]
+    configs.append((f"beam{first}+lm python", first, True, beam(first, with_lm=True, engine="python")))  # the engine's own speed-up
+    configs.append((f"beam{first}+lm+oov", first, True, beam(first, with_lm=True, allow_oov=True)))  # Python engine: any spelling
     configs.append((f"beam16+lm+txl{RESCORE_NBEST}", 16, True, rescored))
     greedy(emissions.emissions[0])  # warm-up
     rescored(emissions.emissions[0])  # loads the TXL session's kernels, the trie
@@ -112,7 +119,7 @@ def pyctcdecode_runs(python: Path, emissions: EmissionSet, *, arpa: Path, lexico
         npz, job = Path(work) / "emissions.npz", Path(work) / "job.json"
         np.savez(npz, **{f"u{i}": e.astype(np.float32) for i, e in enumerate(emissions.emissions)})
         job.write_text(json.dumps({"emissions": str(npz), "labels": labels, "arpa": str(arpa), "unigrams": unigrams, "alpha": defaults.lm_weight,
-                                   "beta": defaults.word_score, "runs": runs, "rounds": rounds}))  # fmt: skip
+                                   "beta": defaults.word_score, "beam_prune_logp": -PRUNE, "runs": runs, "rounds": rounds}))  # fmt: skip
         script = Path(__file__).with_name("bench_pyctcdecode.py")
         done = subprocess.run([str(python), str(script), str(job)], capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:

@@ -7,7 +7,8 @@ its own decoders read, saved as `.npz`. Imports nothing from the project.
     python bench_pyctcdecode.py JOB.json   ->   JSON on stdout
 
 JOB: {"emissions": npz path, "labels": [...], "arpa": path or null, "unigrams": [...],
-      "alpha": float, "beta": float, "runs": [{"name", "beam", "lm"}, ...], "rounds": int}
+      "alpha": float, "beta": float, "beam_prune_logp": float (optional), "runs": [{"name", "beam", "lm"}, ...],
+      "rounds": int}
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ def main(job_path: str) -> None:
         if run["lm"] and True not in decoders:
             continue
         decoder = decoders[bool(run["lm"])]
-        decoder.decode(emissions[0], beam_width=run["beam"])  # warm-up: caches, LM state
+        prune = {"beam_prune_logp": job["beam_prune_logp"]} if "beam_prune_logp" in job else {}
+        decoder.decode(emissions[0], beam_width=run["beam"], **prune)  # warm-up: caches, LM state
         best, texts = float("inf"), []
         for _ in range(int(job.get("rounds", 1))):  # the best of the rounds, as for the project's decoders
             started = time.perf_counter()
-            texts = [decoder.decode(e, beam_width=run["beam"]) for e in emissions]
+            texts = [decoder.decode(e, beam_width=run["beam"], **prune) for e in emissions]
             best = min(best, time.perf_counter() - started)
         results.append({**run, "seconds": best, "texts": [" ".join(t.split()) for t in texts]})
     import pyctcdecode

@@ -26,12 +26,13 @@ completed and `</s>` is scored.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
+from app.asr import fastbeam
 from app.asr.alignment import align_asg, align_ctc, word_spans
 from app.asr.lexicon import HotNode, Hotword, HotwordGraph, Lexicon, TrieNode, overlay_words
 from app.asr.ngram import NgramLM
@@ -50,6 +51,10 @@ class BeamOptions:
     `beam_size_token` caps the tokens tried per frame (None: no cap). `allow_oov` lets a
     lexicon search spell words outside the lexicon, each costing `unk_score` (and scored as
     `<unk>` by the LM). `log_add` sums over alignments (True) or keeps the best (False).
+    `engine`: `python` is this module's search, which does everything; `flashlight` is
+    `app.asr.fastbeam` (C++, about ten times faster), which needs a lexicon and an LM file
+    and does no hotwords, out-of-lexicon words or silence score; `auto` takes `flashlight`
+    whenever the search stays inside what it does.
     """
 
     beam_size: int = 16
@@ -62,6 +67,7 @@ class BeamOptions:
     unk_score: float = -10.0
     allow_oov: bool = False
     log_add: bool = True
+    engine: Literal["auto", "python", "flashlight"] = "auto"
 
     def __post_init__(self) -> None:
         def is_int(v: object) -> bool:
@@ -77,6 +83,8 @@ class BeamOptions:
             raise ValueError(f"beam_threshold must be > 0, got {self.beam_threshold!r}")
         if not (math.isfinite(self.lm_weight) and self.lm_weight >= 0):
             raise ValueError(f"lm_weight must be a finite number >= 0, got {self.lm_weight!r}")
+        if self.engine not in ("auto", "python", "flashlight"):
+            raise ValueError(f"engine must be 'auto', 'python' or 'flashlight', got {self.engine!r}")
         for name in ("word_score", "silence_score", "unk_score"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
@@ -418,6 +426,7 @@ def beam_search(
     unk_score: float | None = None,
     allow_oov: bool | None = None,
     log_add: bool | None = None,
+    engine: Literal["auto", "python", "flashlight"] | None = None,
 ) -> list[Hypothesis]:
     """Decode one utterance's emissions [T, V]; best hypothesis first, at most `nbest`.
 
@@ -431,7 +440,7 @@ def beam_search(
     settings = dict(
         beam_size=beam_size, nbest=nbest, beam_threshold=beam_threshold, beam_size_token=beam_size_token,
         lm_weight=lm_weight, word_score=word_score, silence_score=silence_score, unk_score=unk_score,
-        allow_oov=allow_oov, log_add=log_add,
+        allow_oov=allow_oov, log_add=log_add, engine=engine,
     )  # fmt: skip
     overrides = {name: value for name, value in settings.items() if value is not None}
     options = replace(options or BeamOptions(), **overrides)
@@ -465,48 +474,82 @@ def beam_search(
     else:
         raise ValueError(f"criterion must be 'ctc' or 'asg', got {criterion!r}")
 
-    scorer = _Scorer(
-        tokens=tokens, vocab_size=vocab, blank=blank, options=options, lm=lm, lexicon=lexicon, hotwords=hotwords
-    )
-    beam, acoustic = _search(em, blank=blank, transitions=trans, options=options, scorer=scorer)
-    finals: list[tuple[float, float, _Prefix, _Words]] = []
-    for force in (False, True):  # if the lexicon rules out every ending, accept OOV endings
-        for p, ac in zip(beam, acoustic.tolist(), strict=True):
-            done = scorer.finish(p, force=force)
-            if done is not None:
-                finals.append((ac + done.fixed, ac, p, done))
-        if finals:
-            break
-    finals.sort(key=lambda f: -f[0])
-    chosen: list[tuple[float, float, _Prefix, _Words]] = []
+    why_not = fastbeam.unsupported(options=options, tokens=tokens, lm=lm, lexicon=lexicon, hotwords=hotwords)
+    if options.engine == "flashlight" and why_not is not None:
+        raise ValueError(f"engine='flashlight' cannot run this search: {why_not}")
+    finals: list[_Final]
+    separator: int | None
+    if options.engine != "python" and why_not is None:
+        assert tokens is not None and lm is not None and lexicon is not None
+        fast = fastbeam.engine_for(tokens, lexicon, lm)
+        finished = fast.search(em, criterion=criterion, blank=blank, transitions=trans, options=options)
+        finals = [_Final(f.score, f.acoustic_score, f.labels, f.words, f.lm_score, 0.0, f.frames) for f in finished]
+        separator = tokens.separator_id
+    else:
+        finals, separator = _python_search(em, criterion_blank=blank, trans=trans, options=options, tokens=tokens, lm=lm,
+                                           lexicon=lexicon, hotwords=hotwords)  # fmt: skip
+    chosen: list[_Final] = []
     seen: set[tuple[str, ...]] = set()
     for final in finals:  # one entry per transcript: labellings that differ only in separators collapse
-        if scorer.word_level and final[3].words in seen:
+        if separator is not None and final.words in seen:
             continue
-        seen.add(final[3].words)
+        seen.add(final.words)
         chosen.append(final)
         if len(chosen) == options.nbest:
             break
     results = []
-    for score, ac, p, q in chosen:
-        labels = p.labels()
-        if trans is not None:
-            frames = align_asg(em, trans, labels)
+    for final in chosen:
+        if final.frames is not None:
+            frames = final.frames()
+        elif trans is not None:
+            frames = align_asg(em, trans, final.labels)
         else:
             assert blank is not None
-            frames = align_ctc(em, blank, labels)
+            frames = align_ctc(em, blank, final.labels)
         results.append(
             Hypothesis(
-                tokens=labels,
-                score=score,
-                acoustic_score=ac,
-                lm_score=q.lm_logprob,
-                word_count=len(q.words),
+                tokens=final.labels,
+                score=final.score,
+                acoustic_score=final.acoustic,
+                lm_score=final.lm_logprob,
+                word_count=len(final.words),
                 frames=frames,
-                words=q.words,
-                word_frames=word_spans(labels, frames, scorer.sep),
-                hotword_score=q.hot_banked,
+                words=final.words,
+                word_frames=word_spans(final.labels, frames, separator),
+                hotword_score=final.hotword,
             )
         )
     return results
 
+
+class _Final(NamedTuple):
+    """A finished hypothesis of either engine, before alignment."""
+
+    score: float
+    acoustic: float
+    labels: tuple[int, ...]
+    words: tuple[str, ...]
+    lm_logprob: float
+    hotword: float
+    frames: Callable[[], tuple[tuple[int, int], ...]] | None = None  # the engine's own alignment; None: align afterwards
+
+
+def _python_search(
+    em: np.ndarray, *, criterion_blank: int | None, trans: np.ndarray | None, options: BeamOptions, tokens: TokenTable | None,
+    lm: NgramLM | None, lexicon: Lexicon | None, hotwords: Sequence[Hotword],
+) -> tuple[list[_Final], int | None]:  # fmt: skip
+    """This module's engine: the finished final beam, best first, and the separator it words by (None: no words)."""
+    scorer = _Scorer(
+        tokens=tokens, vocab_size=em.shape[1], blank=criterion_blank, options=options, lm=lm, lexicon=lexicon, hotwords=hotwords
+    )
+    beam, acoustic = _search(em, blank=criterion_blank, transitions=trans, options=options, scorer=scorer)
+    finals: list[_Final] = []
+    for force in (False, True):  # if the lexicon rules out every ending, accept OOV endings
+        for p, ac in zip(beam, acoustic.tolist(), strict=True):
+            done = scorer.finish(p, force=force)
+            if done is not None:
+                finals.append(_Final(ac + done.fixed, ac, p.labels(), done.words, done.lm_logprob, done.hot_banked))
+        if finals:
+            break
+    finals.sort(key=lambda f: -f.score)
+    return finals, scorer.sep if scorer.word_level else None

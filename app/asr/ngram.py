@@ -70,6 +70,7 @@ class NgramLM:
         if self.eos_id < 0:
             raise ArpaError("the model has no </s> unigram")
         self._cache: dict[tuple[State, int], LmScore] = {}
+        self.path: Path | None = None  # the ARPA file it was read from: the fast beam engine reads it with KenLM
 
     # -- loading -----------------------------------------------------------------------
 
@@ -79,7 +80,9 @@ class NgramLM:
         path = Path(path)
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-            return cls._parse(f, str(path))
+            lm = cls._parse(f, str(path))
+        lm.path = path
+        return lm
 
     @classmethod
     def from_arpa_text(cls, text: str) -> NgramLM:

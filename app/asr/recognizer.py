@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from app.asr import fastbeam
 from app.asr.beam import BeamOptions, beam_search
 from app.asr.bundle import AcousticBundle, BundleSet
 from app.asr.decoding import asg_segments, ctc_segments, viterbi_asg
@@ -207,10 +208,10 @@ class Recognizer:
     def warm_up(self) -> None:
         """Load every bundle's LM and lexicon now rather than on the first request."""
         for bundle in self.bundles.acoustic.values():
-            if bundle.lm_path is not None:
-                self._resource(bundle, "lm")
-            if bundle.lexicon_path is not None:
-                self._resource(bundle, "lexicon")
+            lm = self._resource(bundle, "lm") if bundle.lm_path is not None else None
+            lexicon = self._resource(bundle, "lexicon") if bundle.lexicon_path is not None else None
+            if lm is not None and lexicon is not None and fastbeam.AVAILABLE:
+                fastbeam.engine_for(bundle.manifest.tokens, lexicon, lm)  # KenLM and the C++ trie, for the fast beam engine
 
 
 def pause_segments(emissions: np.ndarray, bundle: AcousticBundle, *, max_frames: int) -> list[tuple[int, int]]:

@@ -1,0 +1,234 @@
+"""The fast engine of beam search: flashlight-text's C++ lexicon decoder, with KenLM.
+
+`app.asr.beam` is the reference engine: every feature (out-of-lexicon words, hotwords,
+silence score, lexicon-free search) in NumPy and Python. This engine runs the common case
+behind the same `beam_search` call about ten times faster: a lexicon, an n-gram LM read from
+the bundle's ARPA file by KenLM, no hotwords, no out-of-lexicon words, no silence score.
+`beam_search` picks it when a request stays inside that case (`engine="auto"`).
+
+Both engines search the same space and score it the same way. flashlight-text's
+`LexiconDecoder` walks a trie of spellings that end with the word separator, so a word is
+scored (LM, `word_score`) when its separator is read, as in the reference engine, and
+inside a word it adds the best unigram below the trie node (max smearing), as the
+reference does. Three things differ and are bridged here:
+
+- KenLM scores in log10; the reference in natural log. The LM weight is scaled by ln 10.
+- flashlight-text keeps only hypotheses that end on a separator when it finishes an
+  utterance, which would drop an unfinished last word (a CTC model rarely emits a final
+  separator). So the search stops after the last frame without `decode_end`, and each
+  hypothesis of the final beam is finished here exactly as the reference finishes one: the
+  last word is completed if it is in the lexicon, `</s>` is scored, and the total is
+  recomputed from the acoustic score and the project's own `NgramLM` over the words.
+- Its beam merges hypotheses by (LM state, trie node, last token), not by label prefix.
+  With `log_add=False` (Viterbi merging) the two agree; with `log_add=True` they can differ
+  in the last decimals of a score on near ties (tests compare both engines).
+
+Its ASG mode uses the transition matrix (`[next, prev]`, as here); the tests check it
+against the reference engine and the Viterbi oracle.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app.asr.lexicon import Lexicon, spell
+from app.asr.ngram import LN10, NgramLM
+from app.asr.tokens import TokenTable
+
+if TYPE_CHECKING:
+    from app.asr.beam import BeamOptions
+
+try:  # a compiled wheel; without it every search takes the reference engine
+    from flashlight.lib.text.decoder import CriterionType, LexiconDecoder, LexiconDecoderOptions, SmearingMode, Trie
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - the wheel is a dependency; this guards exotic platforms
+    AVAILABLE = False
+
+_NEG_INF = -math.inf
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One hypothesis of the final beam, finished: what `app.asr.beam.Hypothesis` is built from."""
+
+    labels: tuple[int, ...]
+    path: list[int]  # the search's own best frame path for the labels
+    blank: int | None
+    words: tuple[str, ...]
+    acoustic_score: float
+    lm_score: float
+    score: float
+
+    def frames(self) -> tuple[tuple[int, int], ...]:
+        """[start, end) of each label on `path`, as `app.asr.alignment` reports them."""
+        out: list[list[int]] = []
+        prev = -1
+        for t, tok in enumerate(self.path):
+            if tok != self.blank:
+                if tok != prev:
+                    out.append([t, t + 1])
+                else:
+                    out[-1][1] = t + 1
+            prev = tok
+        return tuple((s, e) for s, e in out)
+
+
+class FlashlightEngine:
+    """The trie, the KenLM model and the spelling table for one (token table, lexicon, LM file).
+
+    Built once per bundle (about half a second for 30k words) and shared by every request:
+    the trie and the model are read-only during a search, and each search makes its own
+    `LexiconDecoder`.
+    """
+
+    def __init__(self, *, tokens: TokenTable, lexicon: Lexicon, arpa: str | Path, lm: NgramLM) -> None:
+        if not AVAILABLE:
+            raise RuntimeError("flashlight-text is not installed")
+        if tokens.separator_id is None:
+            raise ValueError("the fast engine needs a token table with a word separator")
+        self.tokens, self.lm = tokens, lm
+        self.sep = tokens.separator_id
+        self.words: list[str] = []
+        self.by_spelling: dict[tuple[int, ...], str] = {}
+        for word, letters in lexicon.entries:
+            ids = spell("".join(letters), tokens)
+            if ids is not None and ids not in self.by_spelling:
+                self.by_spelling[ids] = word
+        index: dict[str, int] = {}
+        for word in self.by_spelling.values():
+            index.setdefault(word, len(index))
+        self.words = list(index)
+        self.unk_index = len(self.words)
+        self.dictionary = Dictionary([*self.words, "<unk>"])
+        self.kenlm = KenLM(str(arpa), self.dictionary)
+        self.trie = Trie(len(tokens), self.sep)
+        for ids, word in self.by_spelling.items():
+            # Smearing scores: the unigram in log10 (the decoder multiplies by the scaled weight).
+            self.trie.insert([*ids, self.sep], index[word], lm.unigram_logprob(lm.word_id(word)) / LN10)
+        self.trie.smear(SmearingMode.MAX)
+
+    def search(self, emissions: np.ndarray, *, criterion: str, blank: int | None, transitions: np.ndarray | None,
+               options: BeamOptions) -> list[Finished]:  # fmt: skip
+        """The final beam of one utterance, finished, one entry per labelling, best first.
+
+        Hypotheses whose unfinished last word is outside the lexicon are dropped, unless
+        that rules out all of them: then they are kept with the word as `<unk>`, as the
+        reference engine does."""
+        num_frames, vocab = emissions.shape
+        decoder_options = LexiconDecoderOptions(
+            beam_size=options.beam_size, beam_size_token=min(options.beam_size_token or vocab, vocab),
+            beam_threshold=options.beam_threshold, lm_weight=options.lm_weight * LN10, word_score=options.word_score,
+            unk_score=_NEG_INF, sil_score=0.0, log_add=options.log_add,
+            criterion_type=CriterionType.CTC if criterion == "ctc" else CriterionType.ASG,
+        )  # fmt: skip
+        trans = [] if transitions is None else np.asarray(transitions, dtype=np.float32).ravel().tolist()
+        decoder = LexiconDecoder(decoder_options, self.trie, self.kenlm, self.sep, -1 if blank is None else blank, self.unk_index, trans, False)
+        em = np.ascontiguousarray(emissions, dtype=np.float32)
+        decoder.decode_begin()
+        decoder.decode_step(em.ctypes.data, num_frames, vocab)
+        beam: list[tuple[list[int], float]] = []
+        for hyp in decoder.get_all_final_hypothesis():
+            # With log-add merging only `score` sums over the merged paths (`emittingModelScore`
+            # is one path's), so the acoustic part is what is left of it without the LM terms.
+            if options.log_add:
+                words = hyp.words
+                emitted = len(words) - words.count(-1)
+                acoustic = hyp.score - decoder_options.lm_weight * hyp.lmScore - options.word_score * emitted
+            else:
+                acoustic = hyp.emittingModelScore
+            beam.append((hyp.tokens[1:], acoustic))  # tokens[0] is the start state's
+        for force in (False, True):
+            finished = [f for path, acoustic in beam if (f := self._finish(path, blank, acoustic, options, force=force)) is not None]
+            if finished:
+                break
+        return _merge(finished, log_add=options.log_add)
+
+    def _finish(self, path: list[int], blank: int | None, acoustic: float, options: BeamOptions, *, force: bool) -> Finished | None:
+        """The words of a frame path, scored; None if the unfinished last word is not in the
+        lexicon (with `force`, it is then an out-of-lexicon word)."""
+        labels = tuple(tok for tok, _ in itertools.groupby(path) if tok != blank)  # repeats merged, blanks dropped
+        words: list[str] = []
+        oov = 0
+        start = 0
+        for i in [*(j for j, tok in enumerate(labels) if tok == self.sep), len(labels)]:
+            chunk = labels[start:i]
+            start = i + 1
+            if not chunk:
+                continue
+            word = self.by_spelling.get(chunk)
+            if word is None:
+                if not force:
+                    return None
+                word, oov = self.tokens.decode(chunk), oov + 1
+                if not word:  # repetition labels alone spell nothing
+                    continue
+            words.append(word)
+        lm_score = self._sentence_logprob(words)
+        score = acoustic + options.lm_weight * lm_score + options.word_score * len(words) + options.unk_score * oov
+        return Finished(labels, path, blank, tuple(words), acoustic, lm_score, score)
+
+    def _sentence_logprob(self, words: list[str]) -> float:
+        lm = self.lm
+        state = lm.begin_state()
+        total = 0.0
+        for word in words:
+            result = lm.score_word(state, word)
+            total += result.logprob
+            state = result.state
+        return total + lm.end_score(state)
+
+
+def unsupported(*, options: BeamOptions, tokens: TokenTable | None, lm: NgramLM | None, lexicon: Lexicon | None,
+                hotwords: Sequence[object]) -> str | None:  # fmt: skip
+    """Why this engine cannot run a search with these settings, or None if it can."""
+    reasons = [
+        (not AVAILABLE, "flashlight-text is not installed"),
+        (lexicon is None or lm is None, "it needs a lexicon and an n-gram LM"),
+        (lm is not None and lm.path is None, "the LM was not read from a file"),
+        (tokens is None or tokens.separator_id is None, "it needs a token table with a word separator"),
+        (bool(hotwords), "it has no hotwords"),
+        (options.allow_oov, "it keeps words to the lexicon (allow_oov=false)"),
+        (options.silence_score != 0.0, "it has no silence score"),
+    ]
+    return next((why for bad, why in reasons if bad), None)
+
+
+_build_lock = threading.Lock()
+
+
+def engine_for(tokens: TokenTable, lexicon: Lexicon, lm: NgramLM) -> FlashlightEngine:
+    """The engine of this (table, lexicon, LM), built on first use and kept on the lexicon."""
+    key = (tokens, id(lm))
+    with _build_lock:
+        engine = lexicon.engines.get(key)
+        if not (isinstance(engine, FlashlightEngine) and engine.lm is lm):
+            assert lm.path is not None
+            engine = lexicon.engines[key] = FlashlightEngine(tokens=tokens, lexicon=lexicon, arpa=lm.path, lm=lm)
+        return engine
+
+
+def _merge(finished: list[Finished], *, log_add: bool) -> list[Finished]:
+    """One entry per label sequence, best first. The beam holds a prefix's paths that end in a
+    blank and in its last label as two hypotheses; the reference engine's score of the prefix
+    combines them (log-add or max), and so does this."""
+    by_labels: dict[tuple[int, ...], Finished] = {}
+    for f in finished:
+        other = by_labels.get(f.labels)
+        if other is None:
+            by_labels[f.labels] = f
+            continue
+        acoustic = float(np.logaddexp(other.acoustic_score, f.acoustic_score)) if log_add else max(other.acoustic_score, f.acoustic_score)
+        better = f if f.acoustic_score > other.acoustic_score else other  # whose path gives the frames
+        by_labels[f.labels] = Finished(f.labels, better.path, f.blank, f.words, acoustic, f.lm_score, f.score - f.acoustic_score + acoustic)
+    return sorted(by_labels.values(), key=lambda f: -f.score)
