@@ -33,6 +33,7 @@ from export.bench_models import BuiltBundle, EmissionSet
 
 RESCORE_NBEST = 8
 PRUNE = 10.0  # beam_threshold = pyctcdecode's default beam_prune_logp (-10)
+TOKEN_PRUNE = 5.0  # token_threshold ~ its token_min_logp (-5; absolute there, below the frame's best here)
 
 
 def decode_all(emissions: EmissionSet, decode: Callable[[np.ndarray], str], *, rounds: int) -> tuple[float, list[str]]:
@@ -57,10 +58,10 @@ def our_decoders(emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, txl:
     lm_load = time.perf_counter() - started
     lexicon = Lexicon.from_file(lexicon_path, word_separator=table.word_separator)
     scorer = TransformerXLScorer.from_bundle(txl.directory, txl.manifest, threads=threads)
-    # pyctcdecode's default pruning (beam_prune_logp -10) for every beam run, so that both prune alike; words kept to
+    # pyctcdecode's default pruning (beam_prune_logp -10, token_min_logp -5) for every beam run, so both prune alike; words kept to
     # the lexicon (the fast engine's case); `+oov` rows let words outside it in (the Python engine's case).
     options = BeamOptions(lm_weight=defaults.lm_weight, word_score=defaults.word_score, unk_score=defaults.unk_score, allow_oov=False,
-                          beam_threshold=PRUNE)  # fmt: skip
+                          beam_threshold=PRUNE, token_threshold=TOKEN_PRUNE)  # fmt: skip
 
     def greedy(e: np.ndarray) -> str:
         return table.decode([tok for tok, _ in ctc_segments(e.argmax(axis=1), blank)])
@@ -119,7 +120,8 @@ def pyctcdecode_runs(python: Path, emissions: EmissionSet, *, arpa: Path, lexico
         npz, job = Path(work) / "emissions.npz", Path(work) / "job.json"
         np.savez(npz, **{f"u{i}": e.astype(np.float32) for i, e in enumerate(emissions.emissions)})
         job.write_text(json.dumps({"emissions": str(npz), "labels": labels, "arpa": str(arpa), "unigrams": unigrams, "alpha": defaults.lm_weight,
-                                   "beta": defaults.word_score, "beam_prune_logp": -PRUNE, "runs": runs, "rounds": rounds}))  # fmt: skip
+                                   "beta": defaults.word_score, "beam_prune_logp": -PRUNE, "token_min_logp": -TOKEN_PRUNE, "runs": runs,
+                                   "rounds": rounds}))  # fmt: skip
         script = Path(__file__).with_name("bench_pyctcdecode.py")
         done = subprocess.run([str(python), str(script), str(job)], capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:

@@ -7,7 +7,7 @@ its own decoders read, saved as `.npz`. Imports nothing from the project.
     python bench_pyctcdecode.py JOB.json   ->   JSON on stdout
 
 JOB: {"emissions": npz path, "labels": [...], "arpa": path or null, "unigrams": [...],
-      "alpha": float, "beta": float, "beam_prune_logp": float (optional), "runs": [{"name", "beam", "lm"}, ...],
+      "alpha": float, "beta": float, "beam_prune_logp", "token_min_logp": float (optional), "runs": [{"name", "beam", "lm"}, ...],
       "rounds": int}
 """
 
@@ -39,7 +39,7 @@ def main(job_path: str) -> None:
         if run["lm"] and True not in decoders:
             continue
         decoder = decoders[bool(run["lm"])]
-        prune = {"beam_prune_logp": job["beam_prune_logp"]} if "beam_prune_logp" in job else {}
+        prune = {key: job[key] for key in ("beam_prune_logp", "token_min_logp") if key in job}
         decoder.decode(emissions[0], beam_width=run["beam"], **prune)  # warm-up: caches, LM state
         best, texts = float("inf"), []
         for _ in range(int(job.get("rounds", 1))):  # the best of the rounds, as for the project's decoders

@@ -48,6 +48,8 @@ class BeamOptions:
 
     `beam_threshold` prunes twice: tokens scoring below the frame's best token by more than
     it are not tried, and hypotheses below the best by more than it are dropped.
+    `token_threshold`, when given, replaces it for the tokens (pyctcdecode's `token_min_logp`
+    is the same idea, in absolute log-probability).
     `beam_size_token` caps the tokens tried per frame (None: no cap). `allow_oov` lets a
     lexicon search spell words outside the lexicon, each costing `unk_score` (and scored as
     `<unk>` by the LM). `log_add` sums over alignments (True) or keeps the best (False).
@@ -60,6 +62,7 @@ class BeamOptions:
     beam_size: int = 16
     nbest: int = 1
     beam_threshold: float = 25.0
+    token_threshold: float | None = None
     beam_size_token: int | None = None
     lm_weight: float = 0.5
     word_score: float = 0.0
@@ -81,6 +84,8 @@ class BeamOptions:
             raise ValueError(f"beam_size_token must be a positive integer or None, got {self.beam_size_token!r}")
         if not self.beam_threshold > 0:  # also rejects NaN; +inf means no pruning
             raise ValueError(f"beam_threshold must be > 0, got {self.beam_threshold!r}")
+        if self.token_threshold is not None and not self.token_threshold > 0:
+            raise ValueError(f"token_threshold must be > 0 or None, got {self.token_threshold!r}")
         if not (math.isfinite(self.lm_weight) and self.lm_weight >= 0):
             raise ValueError(f"lm_weight must be a finite number >= 0, got {self.lm_weight!r}")
         if self.engine not in ("auto", "python", "flashlight"):
@@ -88,6 +93,12 @@ class BeamOptions:
         for name in ("word_score", "silence_score", "unk_score"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
+
+
+    @property
+    def tokens_within(self) -> float:
+        """How far below the frame's best token a token may score and still be tried."""
+        return self.beam_threshold if self.token_threshold is None else self.token_threshold
 
 
 @dataclass(frozen=True)
@@ -330,7 +341,7 @@ def _search(
     if transitions is not None:
         trans = np.zeros((width, width))  # [next, prev]; column V (no previous token) scores 0
         trans[:vocab, :vocab] = transitions
-    candidates = em[:, :vocab] >= (em[:, :vocab].max(axis=1) - options.beam_threshold)[:, None]  # [T, V]
+    candidates = em[:, :vocab] >= (em[:, :vocab].max(axis=1) - options.tokens_within)[:, None]  # [T, V]
     if blank is not None:
         candidates[:, blank] = False
     combine = np.logaddexp if options.log_add else np.maximum
@@ -419,6 +430,7 @@ def beam_search(
     beam_size: int | None = None,
     nbest: int | None = None,
     beam_threshold: float | None = None,
+    token_threshold: float | None = None,
     beam_size_token: int | None = None,
     lm_weight: float | None = None,
     word_score: float | None = None,
@@ -438,7 +450,7 @@ def beam_search(
     Returns [] only when a lexicon rules out every path.
     """
     settings = dict(
-        beam_size=beam_size, nbest=nbest, beam_threshold=beam_threshold, beam_size_token=beam_size_token,
+        beam_size=beam_size, nbest=nbest, beam_threshold=beam_threshold, token_threshold=token_threshold, beam_size_token=beam_size_token,
         lm_weight=lm_weight, word_score=word_score, silence_score=silence_score, unk_score=unk_score,
         allow_oov=allow_oov, log_add=log_add, engine=engine,
     )  # fmt: skip
@@ -475,16 +487,20 @@ def beam_search(
         raise ValueError(f"criterion must be 'ctc' or 'asg', got {criterion!r}")
 
     why_not = fastbeam.unsupported(options=options, tokens=tokens, lm=lm, lexicon=lexicon, hotwords=hotwords)
-    if options.engine == "flashlight" and why_not is not None:
-        raise ValueError(f"engine='flashlight' cannot run this search: {why_not}")
+    why_not_free = fastbeam.free_unsupported(criterion=criterion, options=options, lm=lm, lexicon=lexicon, hotwords=hotwords)
+    if options.engine == "flashlight" and why_not is not None and why_not_free is not None:
+        raise ValueError(f"engine='flashlight' cannot run this search: {why_not if lm is not None or lexicon is not None else why_not_free}")
     finals: list[_Final]
     separator: int | None
-    if options.engine != "python" and why_not is None:
-        assert tokens is not None and lm is not None and lexicon is not None
-        fast = fastbeam.engine_for(tokens, lexicon, lm)
-        finished = fast.search(em, criterion=criterion, blank=blank, transitions=trans, options=options)
+    if options.engine != "python" and (why_not is None or why_not_free is None):
+        if why_not is None:
+            assert tokens is not None and lm is not None and lexicon is not None
+            finished = fastbeam.engine_for(tokens, lexicon, lm).search(em, criterion=criterion, blank=blank, transitions=trans, options=options)
+        else:
+            assert blank is not None
+            finished = fastbeam.search_free(em, blank=blank, tokens=tokens, options=options)
         finals = [_Final(f.score, f.acoustic_score, f.labels, f.words, f.lm_score, 0.0, f.frames) for f in finished]
-        separator = tokens.separator_id
+        separator = tokens.separator_id if tokens is not None else None
     else:
         finals, separator = _python_search(em, criterion_blank=blank, trans=trans, options=options, tokens=tokens, lm=lm,
                                            lexicon=lexicon, hotwords=hotwords)  # fmt: skip

@@ -47,7 +47,16 @@ if TYPE_CHECKING:
     from app.asr.beam import BeamOptions
 
 try:  # a compiled wheel; without it every search takes the reference engine
-    from flashlight.lib.text.decoder import CriterionType, LexiconDecoder, LexiconDecoderOptions, SmearingMode, Trie
+    from flashlight.lib.text.decoder import (
+        CriterionType,
+        LexiconDecoder,
+        LexiconDecoderOptions,
+        LexiconFreeDecoder,
+        LexiconFreeDecoderOptions,
+        SmearingMode,
+        Trie,
+        ZeroLM,
+    )
     from flashlight.lib.text.decoder.kenlm import KenLM
     from flashlight.lib.text.dictionary import Dictionary
 
@@ -127,7 +136,7 @@ class FlashlightEngine:
         reference engine does."""
         num_frames, vocab = emissions.shape
         decoder_options = LexiconDecoderOptions(
-            beam_size=options.beam_size, beam_size_token=min(options.beam_size_token or vocab, vocab),
+            beam_size=options.beam_size, beam_size_token=_tokens_per_frame(emissions, options),
             beam_threshold=options.beam_threshold, lm_weight=options.lm_weight * LN10, word_score=options.word_score,
             unk_score=_NEG_INF, sil_score=0.0, log_add=options.log_add,
             criterion_type=CriterionType.CTC if criterion == "ctc" else CriterionType.ASG,
@@ -189,6 +198,49 @@ class FlashlightEngine:
         return total + lm.end_score(state)
 
 
+def search_free(emissions: np.ndarray, *, blank: int, tokens: TokenTable | None, options: BeamOptions) -> list[Finished]:
+    """Lexicon-free CTC prefix beam search without an LM: the final beam, one entry per labelling, best first.
+
+    flashlight-text's `LexiconFreeDecoder` with a `ZeroLM`, whose states form a trie of the
+    label sequence, so hypotheses merge exactly when their prefixes do. CTC only: in ASG
+    mode that decoder ranks hypotheses without the transition scores."""
+    num_frames, vocab = emissions.shape
+    decoder_options = LexiconFreeDecoderOptions(
+        beam_size=options.beam_size, beam_size_token=_tokens_per_frame(emissions, options),
+        beam_threshold=options.beam_threshold, lm_weight=0.0, sil_score=0.0, log_add=options.log_add,
+        criterion_type=CriterionType.CTC,
+    )  # fmt: skip
+    sep = tokens.separator_id if tokens is not None else None
+    decoder = LexiconFreeDecoder(decoder_options, ZeroLM(), blank if sep is None else sep, blank, [])
+    em = np.ascontiguousarray(emissions, dtype=np.float32)
+    decoder.decode_begin()
+    decoder.decode_step(em.ctypes.data, num_frames, vocab)
+    finished = []
+    for hyp in decoder.get_all_final_hypothesis():
+        path = hyp.tokens[1:]
+        labels = tuple(tok for tok, _ in itertools.groupby(path) if tok != blank)
+        acoustic = hyp.score if options.log_add else hyp.emittingModelScore  # `score` sums merged paths
+        words: tuple[str, ...] = ()
+        if tokens is not None and sep is not None:
+            chunks = (tuple(g) for is_sep, g in itertools.groupby(labels, key=lambda k: k == sep) if not is_sep)
+            words = tuple(w for w in (tokens.decode(c) for c in chunks) if w)
+        finished.append(Finished(labels, path, blank, words, acoustic, 0.0, acoustic))
+    return _merge(finished, log_add=options.log_add)
+
+
+def free_unsupported(*, criterion: str, options: BeamOptions, lm: NgramLM | None, lexicon: Lexicon | None,
+                     hotwords: Sequence[object]) -> str | None:  # fmt: skip
+    """Why `search_free` cannot run a search with these settings, or None if it can."""
+    reasons = [
+        (not AVAILABLE, "flashlight-text is not installed"),
+        (criterion != "ctc", "its lexicon-free search ignores ASG transitions"),
+        (lm is not None or lexicon is not None, "its lexicon-free search has no LM or lexicon"),
+        (bool(hotwords), "it has no hotwords"),
+        (options.word_score != 0.0 or options.silence_score != 0.0, "its lexicon-free search has no word or silence score"),
+    ]
+    return next((why for bad, why in reasons if bad), None)
+
+
 def unsupported(*, options: BeamOptions, tokens: TokenTable | None, lm: NgramLM | None, lexicon: Lexicon | None,
                 hotwords: Sequence[object]) -> str | None:  # fmt: skip
     """Why this engine cannot run a search with these settings, or None if it can."""
@@ -216,6 +268,18 @@ def engine_for(tokens: TokenTable, lexicon: Lexicon, lm: NgramLM) -> FlashlightE
             assert lm.path is not None
             engine = lexicon.engines[key] = FlashlightEngine(tokens=tokens, lexicon=lexicon, arpa=lm.path, lm=lm)
         return engine
+
+
+def _tokens_per_frame(emissions: np.ndarray, options: BeamOptions) -> int:
+    """flashlight-text tries the K best tokens of every frame; the reference engine tries the
+    tokens within `tokens_within` of the frame's best. K is the most such tokens any frame
+    has, so every token the reference tries is tried here too (capped by `beam_size_token`)."""
+    vocab = emissions.shape[1]
+    cap = min(options.beam_size_token or vocab, vocab)
+    if not len(emissions) or not math.isfinite(options.tokens_within):
+        return cap
+    within = emissions >= emissions.max(axis=1, keepdims=True) - options.tokens_within
+    return max(1, min(cap, int(within.sum(axis=1).max())))
 
 
 def _merge(finished: list[Finished], *, log_add: bool) -> list[Finished]:

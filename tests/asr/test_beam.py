@@ -84,25 +84,30 @@ def asg_viterbi_of(em: np.ndarray, trans: np.ndarray, labels: tuple[int, ...]) -
 # -- (a) CTC against brute force ------------------------------------------------------------
 
 
+ENGINES = ["python", "flashlight"]  # lexicon-free CTC without an LM: both engines (auto takes flashlight)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("seed", range(6))
-def test_ctc_prefix_search_equals_brute_force(seed: int) -> None:
+def test_ctc_prefix_search_equals_brute_force(seed: int, engine: str) -> None:
     rng = np.random.default_rng(seed)
     frames, vocab = int(rng.integers(1, 6)), int(rng.integers(3, 5))
     em = log_softmax(rng.normal(size=(frames, vocab)) * 2)
     truth = sorted(brute_ctc(em, 0).items(), key=lambda kv: -kv[1])
-    hyps = beam_search(em.astype(np.float32), criterion="ctc", blank=0, nbest=min(8, len(truth)), **WIDE)
+    hyps = beam_search(em.astype(np.float32), criterion="ctc", blank=0, nbest=min(8, len(truth)), engine=engine, **WIDE)
     assert [h.tokens for h in hyps] == [k for k, _ in truth[: len(hyps)]]
     for h, (_, logp) in zip(hyps, truth, strict=False):
         assert h.score == pytest.approx(logp, abs=1e-5)
         assert h.acoustic_score == pytest.approx(ctc_forward(em.astype(np.float32).astype(np.float64), 0, h.tokens), abs=1e-9)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("seed", range(4))
-def test_ctc_max_merge_finds_the_best_path(seed: int) -> None:
+def test_ctc_max_merge_finds_the_best_path(seed: int, engine: str) -> None:
     rng = np.random.default_rng(100 + seed)
     em = log_softmax(rng.normal(size=(5, 4)) * 2)
     best = max(itertools.product(range(4), repeat=5), key=lambda p: sum(em[t, s] for t, s in enumerate(p)))
-    (h,) = beam_search(em, criterion="ctc", blank=0, log_add=False, **WIDE)
+    (h,) = beam_search(em, criterion="ctc", blank=0, log_add=False, engine=engine, **WIDE)
     assert h.tokens == merge(best, 0)
     assert h.score == pytest.approx(sum(em[t, s] for t, s in enumerate(best)))
     # the reported frames are the best path's segments
@@ -110,11 +115,12 @@ def test_ctc_max_merge_finds_the_best_path(seed: int) -> None:
     assert [f[0] for f in h.frames] == [t for t, _ in segments]
 
 
-def test_beam_one_is_greedy_on_peaky_input() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_beam_one_is_greedy_on_peaky_input(engine: str) -> None:
     rng = np.random.default_rng(7)
     path = rng.integers(0, 5, size=30)
     em = log_softmax(np.eye(5)[path] * 8 + rng.normal(size=(30, 5)) * 0.1)
-    (h,) = beam_search(em, criterion="ctc", blank=0, beam_size=1)
+    (h,) = beam_search(em, criterion="ctc", blank=0, beam_size=1, engine=engine)
     assert h.tokens == merge(tuple(path.tolist()), 0)
 
 

@@ -161,3 +161,25 @@ def test_agrees_with_the_python_engine_on_sentences(tmp_path: Path) -> None:
         fast, reference = beam_search(e, engine="flashlight", log_add=False, **args), beam_search(e, engine="python", log_add=False, **args)
         assert fast[0].words == reference[0].words
         assert fast[0].score == pytest.approx(reference[0].score, abs=1e-3)
+
+
+def test_lexicon_free_routing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain lexicon-free CTC goes to flashlight-text's lexicon-free decoder; ASG and word scores stay in Python."""
+    calls: list[int] = []
+    free = fastbeam.search_free
+    monkeypatch.setattr(fastbeam, "search_free", lambda *a, **k: calls.append(1) or free(*a, **k))
+    rng = np.random.default_rng(11)
+    em = log_softmax(rng.normal(size=(8, 4)) * 2)
+    fast = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, nbest=4, **WIDE)
+    assert calls == [1]
+    reference = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, nbest=4, engine="python", **WIDE)
+    assert [h.words for h in fast] == [h.words for h in reference]  # distinct transcripts, in the same order
+    for ours, theirs in zip(fast, reference, strict=True):
+        # A leading separator starts no new state there, so it also sums the paths with and without one
+        assert ours.score >= theirs.score - 1e-5
+        assert ours.score == pytest.approx(ours.acoustic_score)
+    beam_search(em, criterion="ctc", tokens=CTC_TOKENS, word_score=1.0, beam_size=8)
+    beam_search(rng.normal(size=(8, 4)), criterion="asg", tokens=ASG_TOKENS, transitions=rng.normal(size=(4, 4)), beam_size=8)
+    assert calls == [1]
+    with pytest.raises(ValueError, match="transitions"):
+        beam_search(rng.normal(size=(8, 4)), criterion="asg", tokens=ASG_TOKENS, transitions=rng.normal(size=(4, 4)), engine="flashlight")
