@@ -29,6 +29,8 @@ against the reference engine and the Viterbi oracle.
 
 from __future__ import annotations
 
+import ctypes
+import importlib.machinery
 import itertools
 import math
 import threading
@@ -65,6 +67,32 @@ except ImportError:  # pragma: no cover - the wheel is a dependency; this guards
     AVAILABLE = False
 
 _NEG_INF = -math.inf
+
+
+def _load_native() -> ctypes.CDLL | None:
+    """app/asr/_ctcbeam.c, built by setup.py next to this file (None where it could not be built)."""
+    here = Path(__file__).resolve().parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = here / f"_ctcbeam{suffix}"
+        if path.is_file():
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError:
+                return None
+            f32, i32, f64 = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_double)
+            lib.ctcb_search.restype = ctypes.c_void_p
+            lib.ctcb_search.argtypes = [f32, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_double,
+                                        ctypes.c_int, ctypes.c_int]  # fmt: skip
+            lib.ctcb_free.argtypes = [ctypes.c_void_p]
+            lib.ctcb_size.argtypes = [ctypes.c_void_p]
+            lib.ctcb_scores.argtypes = [ctypes.c_void_p, ctypes.c_int, f64, f64]
+            lib.ctcb_labels.argtypes = [ctypes.c_void_p, ctypes.c_int, i32, ctypes.c_int]
+            lib.ctcb_align.argtypes = [f32, ctypes.c_int, ctypes.c_int, ctypes.c_int, i32, ctypes.c_int, i32, i32]
+            return lib
+    return None
+
+
+NATIVE = _load_native()
 
 
 @dataclass(frozen=True)
@@ -141,9 +169,13 @@ class FlashlightEngine:
             unk_score=_NEG_INF, sil_score=0.0, log_add=options.log_add,
             criterion_type=CriterionType.CTC if criterion == "ctc" else CriterionType.ASG,
         )  # fmt: skip
+        em = np.ascontiguousarray(emissions, dtype=np.float32)
+        if criterion == "ctc" and blank is not None:
+            closed = self._search_closed(em, blank, decoder_options, options)
+            if closed:
+                return closed
         trans = [] if transitions is None else np.asarray(transitions, dtype=np.float32).ravel().tolist()
         decoder = LexiconDecoder(decoder_options, self.trie, self.kenlm, self.sep, -1 if blank is None else blank, self.unk_index, trans, False)
-        em = np.ascontiguousarray(emissions, dtype=np.float32)
         decoder.decode_begin()
         decoder.decode_step(em.ctypes.data, num_frames, vocab)
         beam: list[tuple[list[int], float]] = []
@@ -161,6 +193,39 @@ class FlashlightEngine:
             finished = [f for path, acoustic in beam if (f := self._finish(path, blank, acoustic, options, force=force)) is not None]
             if finished:
                 break
+        return _merge(finished, log_add=options.log_add)
+
+    def _search_closed(self, em: np.ndarray, blank: int, decoder_options: LexiconDecoderOptions, options: BeamOptions) -> list[Finished]:
+        """CTC: the search with one more frame that can only be the separator, at log-probability 0.
+
+        That frame closes every hypothesis's last word inside the decoder (it costs nothing, so
+        the scores are those of the real frames), `decode_end` scores `</s>`, and the decoder's
+        own best hypothesis is the answer: no Python pass over the beam. Empty when no
+        hypothesis ends in a lexicon word (the caller then finishes the beam itself)."""
+        num_frames, vocab = em.shape
+        closing = np.full((1, vocab), -1e9, dtype=np.float32)
+        closing[0, self.sep] = 0.0
+        full = np.ascontiguousarray(np.concatenate([em, closing]))
+        decoder = LexiconDecoder(decoder_options, self.trie, self.kenlm, self.sep, blank, self.unk_index, [], False)
+        decoder.decode_begin()
+        decoder.decode_step(full.ctypes.data, num_frames + 1, vocab)
+        decoder.decode_end()
+        hyps = [decoder.get_best_hypothesis()] if options.nbest == 1 else decoder.get_all_final_hypothesis()
+        finished = []
+        for hyp in hyps:
+            path = hyp.tokens[1 : num_frames + 1]  # [start state, frames..., closing frame, end]
+            if len(path) < num_frames or not hyp.score > -1e8:  # no hypothesis survived the closing frame
+                continue
+            ids = [w for w in hyp.words if w >= 0]
+            if options.log_add:  # `score` sums the merged paths; `emittingModelScore` is one path's
+                acoustic = hyp.score - decoder_options.lm_weight * hyp.lmScore - options.word_score * len(ids)
+            else:
+                acoustic = hyp.emittingModelScore
+            words = tuple(self.words[i] for i in ids)
+            lm_score = self._sentence_logprob(list(words))
+            labels = tuple(tok for tok, _ in itertools.groupby(path) if tok != blank)
+            score = acoustic + options.lm_weight * lm_score + options.word_score * len(words)
+            finished.append(Finished(labels, path, blank, words, acoustic, lm_score, score))
         return _merge(finished, log_add=options.log_add)
 
     def _finish(self, path: list[int], blank: int | None, acoustic: float, options: BeamOptions, *, force: bool) -> Finished | None:
@@ -198,6 +263,66 @@ class FlashlightEngine:
         return total + lm.end_score(state)
 
 
+@dataclass(frozen=True)
+class NativeFinished:
+    """A hypothesis of the C search: labels, scores, words; aligned on demand (`frames`)."""
+
+    labels: tuple[int, ...]
+    emissions: np.ndarray  # float32, C-contiguous: what the search read
+    blank: int
+    words: tuple[str, ...]
+    acoustic_score: float
+    lm_score: float
+    score: float
+
+    def frames(self) -> tuple[tuple[int, int], ...]:
+        """The best alignment of the labels (as `app.asr.alignment.align_ctc`), in C."""
+        assert NATIVE is not None
+        n = len(self.labels)
+        labels = (ctypes.c_int * max(n, 1))(*self.labels)
+        starts, ends = (ctypes.c_int * max(n, 1))(), (ctypes.c_int * max(n, 1))()
+        em = self.emissions
+        rc = NATIVE.ctcb_align(em.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), em.shape[0], em.shape[1], self.blank, labels, n, starts, ends)
+        if rc == -2:
+            raise MemoryError("CTC alignment")
+        if rc < 0:
+            raise ValueError(f"{n} labels cannot be aligned to {em.shape[0]} frames")
+        return tuple(zip(starts[:n], ends[:n], strict=True))
+
+
+def search_native(emissions: np.ndarray, *, blank: int, tokens: TokenTable | None, options: BeamOptions) -> list[NativeFinished]:
+    """Lexicon-free CTC prefix beam search without an LM, in C (`_ctcbeam.c`): the final beam,
+    one entry per labelling, best first. The same search as the Python engine's."""
+    assert NATIVE is not None
+    em = np.ascontiguousarray(emissions, dtype=np.float32)
+    handle = NATIVE.ctcb_search(em.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), em.shape[0], em.shape[1], blank, options.beam_size,
+                                options.beam_threshold, options.tokens_within, options.beam_size_token or 0, int(options.log_add))  # fmt: skip
+    if not handle:
+        raise MemoryError("CTC beam search")
+    sep = tokens.separator_id if tokens is not None else None
+    out: list[NativeFinished] = []
+    try:
+        pb, pnb = ctypes.c_double(), ctypes.c_double()
+        for i in range(NATIVE.ctcb_size(handle)):
+            n = NATIVE.ctcb_scores(handle, i, ctypes.byref(pb), ctypes.byref(pnb))
+            buffer = (ctypes.c_int * max(n, 1))()
+            NATIVE.ctcb_labels(handle, i, buffer, n)
+            labels = tuple(buffer[:n])
+            acoustic = float(np.logaddexp(pb.value, pnb.value)) if options.log_add else max(pb.value, pnb.value)
+            out.append(NativeFinished(labels, em, blank, _words(labels, tokens, sep), acoustic, 0.0, acoustic))
+    finally:
+        NATIVE.ctcb_free(handle)
+    return out
+
+
+def _words(labels: tuple[int, ...], tokens: TokenTable | None, sep: int | None) -> tuple[str, ...]:
+    """The separator-delimited words of a labelling (none without a token table with a separator)."""
+    if tokens is None or sep is None:
+        return ()
+    chunks = (tuple(g) for is_sep, g in itertools.groupby(labels, key=lambda k: k == sep) if not is_sep)
+    return tuple(w for w in (tokens.decode(c) for c in chunks) if w)
+
+
 def search_free(emissions: np.ndarray, *, blank: int, tokens: TokenTable | None, options: BeamOptions) -> list[Finished]:
     """Lexicon-free CTC prefix beam search without an LM: the final beam, one entry per labelling, best first.
 
@@ -220,11 +345,7 @@ def search_free(emissions: np.ndarray, *, blank: int, tokens: TokenTable | None,
         path = hyp.tokens[1:]
         labels = tuple(tok for tok, _ in itertools.groupby(path) if tok != blank)
         acoustic = hyp.score if options.log_add else hyp.emittingModelScore  # `score` sums merged paths
-        words: tuple[str, ...] = ()
-        if tokens is not None and sep is not None:
-            chunks = (tuple(g) for is_sep, g in itertools.groupby(labels, key=lambda k: k == sep) if not is_sep)
-            words = tuple(w for w in (tokens.decode(c) for c in chunks) if w)
-        finished.append(Finished(labels, path, blank, words, acoustic, 0.0, acoustic))
+        finished.append(Finished(labels, path, blank, _words(labels, tokens, sep), acoustic, 0.0, acoustic))
     return _merge(finished, log_add=options.log_add)
 
 
@@ -232,8 +353,8 @@ def free_unsupported(*, criterion: str, options: BeamOptions, lm: NgramLM | None
                      hotwords: Sequence[object]) -> str | None:  # fmt: skip
     """Why `search_free` cannot run a search with these settings, or None if it can."""
     reasons = [
-        (not AVAILABLE, "flashlight-text is not installed"),
-        (criterion != "ctc", "its lexicon-free search ignores ASG transitions"),
+        (not AVAILABLE and NATIVE is None, "neither the C search nor flashlight-text is installed"),
+        (criterion != "ctc", "its lexicon-free search is CTC only"),
         (lm is not None or lexicon is not None, "its lexicon-free search has no LM or lexicon"),
         (bool(hotwords), "it has no hotwords"),
         (options.word_score != 0.0 or options.silence_score != 0.0, "its lexicon-free search has no word or silence score"),

@@ -84,10 +84,25 @@ def asg_viterbi_of(em: np.ndarray, trans: np.ndarray, labels: tuple[int, ...]) -
 # -- (a) CTC against brute force ------------------------------------------------------------
 
 
-ENGINES = ["python", "flashlight"]  # lexicon-free CTC without an LM: both engines (auto takes flashlight)
+# Lexicon-free CTC without an LM runs on three engines: the Python one, the C search (what auto takes) and, where the C
+# search is not built, flashlight-text's lexicon-free decoder.
+ENGINES = ["python", "native", "flashlight"]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.fixture
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The `engine=` value that selects the engine named by the test's parameter."""
+    from app.asr import fastbeam
+
+    if request.param == "python":
+        return "python"
+    assert fastbeam.NATIVE is not None, "the C search (app/asr/_ctcbeam.c) was not built: pip install -e . needs a C compiler"
+    if request.param == "flashlight":
+        monkeypatch.setattr(fastbeam, "NATIVE", None)
+    return "fast"
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
 @pytest.mark.parametrize("seed", range(6))
 def test_ctc_prefix_search_equals_brute_force(seed: int, engine: str) -> None:
     rng = np.random.default_rng(seed)
@@ -101,7 +116,7 @@ def test_ctc_prefix_search_equals_brute_force(seed: int, engine: str) -> None:
         assert h.acoustic_score == pytest.approx(ctc_forward(em.astype(np.float32).astype(np.float64), 0, h.tokens), abs=1e-9)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
 @pytest.mark.parametrize("seed", range(4))
 def test_ctc_max_merge_finds_the_best_path(seed: int, engine: str) -> None:
     rng = np.random.default_rng(100 + seed)
@@ -115,7 +130,7 @@ def test_ctc_max_merge_finds_the_best_path(seed: int, engine: str) -> None:
     assert [f[0] for f in h.frames] == [t for t, _ in segments]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
 def test_beam_one_is_greedy_on_peaky_input(engine: str) -> None:
     rng = np.random.default_rng(7)
     path = rng.integers(0, 5, size=30)

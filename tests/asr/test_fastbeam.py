@@ -1,4 +1,4 @@
-"""The fast beam engine (flashlight-text + KenLM) against brute force and the reference engine.
+"""The fast beam engines (flashlight-text + KenLM, the C lexicon-free search) against brute force and the Python engine.
 
 The oracle enumerates every frame path of a tiny input, keeps the labellings whose words are
 all in the lexicon, and scores each as acoustic (best path, transitions included for ASG)
@@ -17,7 +17,7 @@ import pytest
 
 from app.asr import fastbeam
 from app.asr.beam import beam_search
-from app.asr.lexicon import Hotword, spell
+from app.asr.lexicon import Hotword, Lexicon, spell
 from app.asr.ngram import NgramLM
 from tests.asr.test_beam import ARPA, ASG_TOKENS, CTC_TOKENS, LEXICON, WIDE, ctc_forward, log_softmax, merge
 
@@ -97,7 +97,7 @@ def test_asg_uses_the_transitions(lm: NgramLM) -> None:
     em = rng.normal(size=(6, 4)).astype(np.float32).astype(np.float64)
     zero, trans = np.zeros((4, 4)), rng.normal(size=(4, 4)) * 3
     for t in (zero, trans):
-        (h,) = beam_search(em, criterion="asg", tokens=ASG_TOKENS, transitions=t, lm=lm, lexicon=LEXICON, log_add=False, engine="flashlight", **WIDE)
+        (h,) = beam_search(em, criterion="asg", tokens=ASG_TOKENS, transitions=t, lm=lm, lexicon=LEXICON, log_add=False, engine="fast", **WIDE)
         path = [tok for tok, (s, e) in zip(h.tokens, h.frames, strict=True) for _ in range(s, e)]
         expected = sum(em[i, k] for i, k in enumerate(path)) + sum(t[b, a] for a, b in itertools.pairwise(path))
         assert h.acoustic_score == pytest.approx(expected, abs=1e-4)
@@ -109,7 +109,7 @@ def test_log_add_sums_at_least_the_labelling(lm: NgramLM, seed: int) -> None:
     is at least the CTC forward probability of the labelling it returns; the bookkeeping of the total still holds."""
     rng = np.random.default_rng(950 + seed)
     em = log_softmax(rng.normal(size=(7, 4)) * 2).astype(np.float32).astype(np.float64)
-    fast = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, lm=lm, lexicon=LEXICON, nbest=3, engine="flashlight", **WIDE)
+    fast = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, lm=lm, lexicon=LEXICON, nbest=3, engine="fast", **WIDE)
     reference = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, lm=lm, lexicon=LEXICON, nbest=3, engine="python", **WIDE)
     assert fast[0].words == reference[0].words
     for h in fast:
@@ -117,12 +117,16 @@ def test_log_add_sums_at_least_the_labelling(lm: NgramLM, seed: int) -> None:
         assert h.score == pytest.approx(h.acoustic_score + 0.5 * lm.score_sentence(h.words))
 
 
-def test_unfinished_word_outside_the_lexicon_is_kept_when_nothing_else_ends(lm: NgramLM) -> None:
+@pytest.mark.parametrize("log_add", [False, True])
+def test_unfinished_word_outside_the_lexicon_is_kept_when_nothing_else_ends(lm: NgramLM, log_add: bool) -> None:
     em = log_softmax(np.array([[0, 0, 9, 0], [9, 0, 0, 0], [0, 0, 9, 0]], dtype=float))  # "a a" -> "aa", not a word
-    fast = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, lexicon=LEXICON, lm=lm, beam_size=16, engine="flashlight")
-    reference = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, lexicon=LEXICON, lm=lm, beam_size=16, engine="python")
+    lexicon = Lexicon.from_words(["ab", "ba", "bab"])  # nor is "a": with a tight beam nothing else survives
+    args = {"criterion": "ctc", "tokens": CTC_TOKENS, "lexicon": lexicon, "lm": lm, "beam_size": 16, "beam_threshold": 3.0, "log_add": log_add}
+    fast, reference = beam_search(em, engine="fast", **args), beam_search(em, engine="python", **args)
     assert fast[0].words == reference[0].words
-    assert fast[0].score == pytest.approx(reference[0].score, abs=1e-4)
+    assert fast[0].words and not set(fast[0].words) & set(lexicon.words)  # an out-of-lexicon ending, as the Python engine forces
+    if not log_add:  # with log-add and this tight a beam the two keep different alignments of the labelling
+        assert fast[0].score == pytest.approx(reference[0].score, abs=1e-4)
 
 
 def test_auto_keeps_the_python_engine_for_what_the_fast_one_lacks(lm: NgramLM, fast_calls: list[int]) -> None:
@@ -137,7 +141,7 @@ def test_auto_keeps_the_python_engine_for_what_the_fast_one_lacks(lm: NgramLM, f
     beam_search(em, lm=lm, **common)
     assert fast_calls == [1]
     with pytest.raises(ValueError, match="hotwords"):
-        beam_search(em, lm=lm, hotwords=[Hotword("ab", 2.0)], engine="flashlight", **common)
+        beam_search(em, lm=lm, hotwords=[Hotword("ab", 2.0)], engine="fast", **common)
     with pytest.raises(ValueError, match="engine"):
         beam_search(em, lm=lm, engine="cuda", **common)  # type: ignore[arg-type]
 
@@ -155,31 +159,57 @@ def test_agrees_with_the_python_engine_on_sentences(tmp_path: Path) -> None:
     emissions = synthetic_emissions(list(SYNTHETIC_SENTENCES[:8]), seed=4, confusion=0.08)
     for e in emissions.emissions:
         args = {"criterion": "ctc", "tokens": emissions.tokens, "lm": lm, "lexicon": lexicon, "beam_size": 128, "lm_weight": 1.0, "word_score": 2.0}
-        fast, reference = beam_search(e, engine="flashlight", **args), beam_search(e, engine="python", **args)
+        fast, reference = beam_search(e, engine="fast", **args), beam_search(e, engine="python", **args)
         assert fast[0].words == reference[0].words
         assert fast[0].score >= reference[0].score - 1e-4  # it also sums the paths of other separator placements
-        fast, reference = beam_search(e, engine="flashlight", log_add=False, **args), beam_search(e, engine="python", log_add=False, **args)
+        fast, reference = beam_search(e, engine="fast", log_add=False, **args), beam_search(e, engine="python", log_add=False, **args)
         assert fast[0].words == reference[0].words
         assert fast[0].score == pytest.approx(reference[0].score, abs=1e-3)
 
 
 def test_lexicon_free_routing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Plain lexicon-free CTC goes to flashlight-text's lexicon-free decoder; ASG and word scores stay in Python."""
-    calls: list[int] = []
-    free = fastbeam.search_free
-    monkeypatch.setattr(fastbeam, "search_free", lambda *a, **k: calls.append(1) or free(*a, **k))
+    """Plain lexicon-free CTC goes to the C search (flashlight-text's lexicon-free decoder where it is not built); ASG
+    and word scores stay in Python."""
+    assert fastbeam.NATIVE is not None, "the C search (app/asr/_ctcbeam.c) was not built: pip install -e . needs a C compiler"
+    calls: list[str] = []
+    native, free = fastbeam.search_native, fastbeam.search_free
+    monkeypatch.setattr(fastbeam, "search_native", lambda *a, **k: calls.append("native") or native(*a, **k))
+    monkeypatch.setattr(fastbeam, "search_free", lambda *a, **k: calls.append("free") or free(*a, **k))
     rng = np.random.default_rng(11)
     em = log_softmax(rng.normal(size=(8, 4)) * 2)
-    fast = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, nbest=4, **WIDE)
-    assert calls == [1]
     reference = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, nbest=4, engine="python", **WIDE)
+    fast = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, nbest=4, **WIDE)
+    assert calls == ["native"]
     assert [h.words for h in fast] == [h.words for h in reference]  # distinct transcripts, in the same order
     for ours, theirs in zip(fast, reference, strict=True):
+        assert ours.tokens == theirs.tokens and ours.frames == theirs.frames
+        assert ours.score == pytest.approx(theirs.score, abs=1e-5)
+    monkeypatch.setattr(fastbeam, "NATIVE", None)
+    flashlight = beam_search(em, criterion="ctc", tokens=CTC_TOKENS, nbest=4, **WIDE)
+    assert calls == ["native", "free"]
+    assert [h.words for h in flashlight] == [h.words for h in reference]
+    for ours, theirs in zip(flashlight, reference, strict=True):
         # A leading separator starts no new state there, so it also sums the paths with and without one
         assert ours.score >= theirs.score - 1e-5
         assert ours.score == pytest.approx(ours.acoustic_score)
     beam_search(em, criterion="ctc", tokens=CTC_TOKENS, word_score=1.0, beam_size=8)
     beam_search(rng.normal(size=(8, 4)), criterion="asg", tokens=ASG_TOKENS, transitions=rng.normal(size=(4, 4)), beam_size=8)
-    assert calls == [1]
-    with pytest.raises(ValueError, match="transitions"):
-        beam_search(rng.normal(size=(8, 4)), criterion="asg", tokens=ASG_TOKENS, transitions=rng.normal(size=(4, 4)), engine="flashlight")
+    assert calls == ["native", "free"]
+    with pytest.raises(ValueError, match="CTC only"):
+        beam_search(rng.normal(size=(8, 4)), criterion="asg", tokens=ASG_TOKENS, transitions=rng.normal(size=(4, 4)), engine="fast")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_native_search_on_long_peaky_input(seed: int) -> None:
+    """Sentences' worth of peaky emissions at the bench's pruning: the C search and the Python engine agree on every
+    hypothesis of the 4-best (labels, score, frames)."""
+    from export.bench_models import SYNTHETIC_SENTENCES, synthetic_emissions
+
+    emissions = synthetic_emissions([SYNTHETIC_SENTENCES[seed]], seed=seed, confusion=0.1)
+    e = emissions.emissions[0]
+    args = {"criterion": "ctc", "tokens": emissions.tokens, "beam_size": 16, "nbest": 4, "beam_threshold": 10.0, "token_threshold": 5.0}
+    fast, reference = beam_search(e, engine="fast", **args), beam_search(e, engine="python", **args)
+    assert [h.tokens for h in fast] == [h.tokens for h in reference]
+    for ours, theirs in zip(fast, reference, strict=True):
+        assert ours.score == pytest.approx(theirs.score, abs=1e-3)
+        assert ours.frames == theirs.frames and ours.word_frames == theirs.word_frames
