@@ -78,7 +78,7 @@ def test_decoders(results: dict) -> None:
 
 def test_targets_name_their_values(results: dict) -> None:
     rows = targets(results)
-    assert len(rows) == 7
+    assert len(rows) == 9
     assert all(row["met"] in (True, False, None) for row in rows)
 
 
