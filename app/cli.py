@@ -57,6 +57,7 @@ def _decode_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lm-weight", type=float)
     parser.add_argument("--word-score", type=float)
     parser.add_argument("--allow-oov", action=argparse.BooleanOptionalAction, help="lexicon search: allow words outside the lexicon (default: the bundle's)")
+    parser.add_argument("--vtln", action=argparse.BooleanOptionalAction, help="speaker normalisation by frequency warping (default: the bundle's)")
     parser.add_argument("--precision", choices=["fp32", "int8", "fp16"])
 
 
@@ -64,7 +65,7 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from app.asr.options import DecodeOptions
 
     return DecodeOptions(decoder=args.decoder, beam_size=args.beam_size, nbest=args.nbest, lm=False if args.no_lm else None, rescore=args.rescore,
-                         lm_weight=args.lm_weight, word_score=args.word_score, allow_oov=args.allow_oov, precision=args.precision)
+                         lm_weight=args.lm_weight, word_score=args.word_score, allow_oov=args.allow_oov, vtln=args.vtln, precision=args.precision)
 
 
 def transcribe(argv: list[str] | None = None) -> None:

@@ -69,6 +69,7 @@ def options_from(fields: dict[str, list[str]], query: dict[str, str | None]) -> 
         word_score=parse_number("word_score", get("word_score"), float),
         allow_oov=parse_bool("allow_oov", get("allow_oov")),
         word_timestamps=parse_bool("word_timestamps", get("word_timestamps")) is not False,
+        vtln=parse_bool("vtln", get("vtln")),
         hotwords=tuple(h.strip() for h in hotwords if h.strip()),
         precision=precision or None,  # type: ignore[arg-type]
     )
@@ -89,6 +90,7 @@ async def transcribe(
     word_score: Annotated[float | None, Query(ge=-100, le=100)] = None,
     allow_oov: Annotated[bool | None, Query(description="beam with lexicon: allow words outside the lexicon")] = None,
     word_timestamps: Annotated[bool | None, Query()] = None,
+    vtln: Annotated[bool | None, Query(description="speaker normalisation by frequency warping (default: the bundle's)")] = None,
     hotwords: Annotated[str | None, Query(max_length=10000, description="comma-separated words or phrases, each optionally 'phrase:boost'")] = None,
     precision: Annotated[Literal["fp32", "int8", "fp16"] | None, Query()] = None,
 ) -> TranscriptionOut:
@@ -96,7 +98,7 @@ async def transcribe(
     upload = await read_upload(request, max_bytes=settings.max_upload_bytes)
     query = {k: (None if v is None else str(v).lower() if isinstance(v, bool) else str(v)) for k, v in {
         "model": model, "decoder": decoder, "beam_size": beam_size, "nbest": nbest, "lm": lm, "rescore": rescore, "lm_weight": lm_weight,
-        "word_score": word_score, "allow_oov": allow_oov, "word_timestamps": word_timestamps, "hotwords": hotwords, "precision": precision}.items()}
+        "word_score": word_score, "allow_oov": allow_oov, "word_timestamps": word_timestamps, "vtln": vtln, "hotwords": hotwords, "precision": precision}.items()}
     name, options = options_from(upload.fields, query)
     transcript = await transcribe_bytes(request, upload.data, model=name, options=options, endpoint="transcribe")
     request.app.state.metrics.requests.labels(endpoint="transcribe", status="200").inc()

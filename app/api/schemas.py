@@ -27,6 +27,7 @@ class TranscriptionOut(BaseModel):
     duration: float
     model: str
     timings: dict[str, float]
+    warp: float | None = None  # the VTLN frequency warp chosen for this file (absent: not normalised)
 
 
 class ErrorBody(BaseModel):

@@ -20,6 +20,7 @@ from app.asr.bundle import AcousticBundle
 from app.asr.options import DecodeOptions
 from app.asr.recognizer import Recognizer, Transcript
 from app.asr.runtime import AcousticModel
+from app.asr.vtln import confidence, warp_spectrum
 
 LENGTH_RATIO = 1.5  # a batch's longest input is at most this times its shortest
 
@@ -80,12 +81,21 @@ class InferenceEngine:
 
     async def transcribe(self, bundle: AcousticBundle, samples: np.ndarray, options: DecodeOptions) -> Transcript:
         started = time.perf_counter()
-        emissions = await self.emissions(self.recognizer.acoustic_model(bundle, options), samples)
-        acoustic = time.perf_counter() - started
+        model = self.recognizer.acoustic_model(bundle, options)
         loop = asyncio.get_running_loop()
+        warps = self.recognizer.vtln_warps(bundle, options)
+        warp = None
+        if warps:  # every warped copy goes through the batcher at once, so they share batches
+            warped = await asyncio.gather(*(loop.run_in_executor(self.executor, warp_spectrum, samples, w) for w in warps))
+            candidates = await asyncio.gather(*(self.emissions(model, x) for x in warped))
+            warp, emissions = max(zip(warps, candidates, strict=True), key=lambda c: confidence(c[1]))  # ties: the earlier warp
+        else:
+            emissions = await self.emissions(model, samples)
+        acoustic = time.perf_counter() - started
         duration = len(samples) / bundle.manifest.sample_rate
         transcript = await loop.run_in_executor(self.executor, lambda: self.recognizer.decode(bundle, emissions, options, duration=duration))
         transcript.timings = {"acoustic": acoustic, "decode": time.perf_counter() - started - acoustic, **transcript.timings}
+        transcript.warp = warp
         return transcript
 
     async def _collect(self, lane: _Lane, model: AcousticModel) -> None:

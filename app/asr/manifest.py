@@ -71,6 +71,13 @@ class DecodingDefaults:
     rescorer: str | None = None  # name of the Transformer-XL LM bundle used for rescoring
     rescore_alpha: float = 0.5
     rescore_beta: float = 0.0
+    vtln_warps: tuple[float, ...] = ()  # speaker normalisation: frequency warps tried per file (app.asr.vtln); () off
+
+    def __post_init__(self) -> None:
+        warps = tuple(float(w) for w in self.vtln_warps)
+        if any(not 0.5 <= w <= 2.0 for w in warps):
+            raise ValueError(f"vtln_warps must lie in 0.5..2.0, got {warps}")
+        object.__setattr__(self, "vtln_warps", warps)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ class DecodeOptions:
     rescore_beta: float | None = None
     allow_oov: bool | None = None  # lexicon search: allow words outside the lexicon (None: the bundle's default)
     word_timestamps: bool = True
+    vtln: bool | None = None  # speaker normalisation by frequency warping (None: on when the bundle lists warps)
     hotwords: tuple[str, ...] = ()
     precision: Literal["fp32", "int8", "fp16"] | None = None
     rescore_memory: Any = field(default=None, repr=False, compare=False)  # Transformer-XL memory of the previous segment

@@ -33,6 +33,7 @@ from app.asr.rescoring import Hypothesis as RescoreCandidate
 from app.asr.rescoring import TransformerXLScorer, rescore
 from app.asr.runtime import AcousticModel
 from app.asr.tokens import TokenTable
+from app.asr.vtln import DEFAULT_WARPS, best_warp
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,14 @@ class Transcript:
     model: str
     timings: dict[str, float] = field(default_factory=dict)
     rescore_mems: Any = field(default=None, repr=False, compare=False)  # Transformer-XL memory after this result
+    warp: float | None = None  # the VTLN frequency warp the emissions were computed with (None: not normalised)
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "words": [asdict(w) for w in self.words], "nbest": [asdict(n) for n in self.nbest],
-                "duration": self.duration, "model": self.model, "timings": self.timings}
+        out = {"text": self.text, "words": [asdict(w) for w in self.words], "nbest": [asdict(n) for n in self.nbest],
+               "duration": self.duration, "model": self.model, "timings": self.timings}
+        if self.warp is not None:
+            out["warp"] = self.warp
+        return out
 
 
 Segments = list[tuple[int, tuple[int, int]]]
@@ -99,7 +104,13 @@ class Recognizer:
         """Samples at the bundle's rate -> transcript (the offline path: CLI, evaluation)."""
         bundle = self.bundle(model)
         started = time.perf_counter()
-        emissions = self.acoustic_model(bundle, options).emissions(samples, progress)
+        model = self.acoustic_model(bundle, options)
+        warps = self.vtln_warps(bundle, options)
+        warp = None
+        if warps:
+            warp, emissions = best_warp(samples, warps, model.emissions)
+        else:
+            emissions = model.emissions(samples, progress)
         acoustic = time.perf_counter() - started
         duration = len(samples) / bundle.manifest.sample_rate
         if options.rescore and len(emissions) > SEGMENT_FRAMES:
@@ -107,7 +118,16 @@ class Recognizer:
         else:
             transcript = self.decode(bundle, emissions, options, duration=duration)
         transcript.timings = {"acoustic": acoustic, "decode": time.perf_counter() - started - acoustic, **transcript.timings}
+        transcript.warp = warp
         return transcript
+
+    def vtln_warps(self, bundle: AcousticBundle, options: DecodeOptions) -> tuple[float, ...]:
+        """The frequency warps to try on this request's audio: the bundle's, unless the request
+        turns normalisation off (vtln=false) or on for a bundle that lists none (DEFAULT_WARPS)."""
+        if options.vtln is False:
+            return ()
+        warps = bundle.manifest.decoding.vtln_warps
+        return warps or (DEFAULT_WARPS if options.vtln else ())
 
     def decode(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions, *, duration: float, frame_offset: int = 0) -> Transcript:
         """Decode `[T, V]` emissions of one utterance. `frame_offset` shifts word times (streams)."""

@@ -8,13 +8,9 @@ scipy or torch.
 
 Vocal-tract / pitch perturbation: the textbook route (resample by a factor, then
 time-stretch back with WSOLA or a phase vocoder) is too slow for on-the-fly use. Instead
-:func:`warp_spectrum` warps the frequency axis of a short-time Fourier transform by a
-factor (VTLP-style, as in Jaitly & Hinton 2013, but on the waveform): each output bin
-takes the interpolated magnitude of the source bin ``k / alpha`` and the phase of the
-nearest source bin, then overlap-adds. Duration is unchanged; formants and harmonics
-move together by ``alpha`` (so it shifts both vocal-tract length and pitch). The phase
-shortcut adds slight roughness, which is acceptable for augmentation, and the cost is
-one forward and one inverse STFT.
+:func:`warp_spectrum` (from ``app.asr.vtln``, which the server also uses to normalise a
+speaker at inference) warps the frequency axis of a short-time Fourier transform by a
+factor; duration is unchanged, formants and harmonics move together.
 """
 
 from __future__ import annotations
@@ -25,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
+
+from app.asr.vtln import warp_spectrum
 
 SAMPLE_RATE = 16000
 NOISE_KINDS = ("white", "pink", "brown", "babble")
@@ -70,44 +68,6 @@ def speed_perturb(wave: np.ndarray, factor: float, sample_rate: int = SAMPLE_RAT
         return wave
     out = soxr.resample(wave, sample_rate * factor, sample_rate, quality="MQ")
     return np.asarray(out, dtype=np.float32)
-
-
-def _stft_frames(wave: np.ndarray, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray, int]:
-    pad = n_fft
-    padded = np.pad(wave, (pad, pad + n_fft))
-    n_frames = 1 + (len(padded) - n_fft) // hop
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-    return np.fft.rfft(padded[idx] * window, axis=1), window, pad
-
-
-def warp_spectrum(wave: np.ndarray, alpha: float, n_fft: int = 512, hop: int = 128) -> np.ndarray:
-    """Scale every frequency by ``alpha`` keeping duration (see the module docstring)."""
-    if abs(alpha - 1.0) < 1e-6 or wave.size == 0:
-        return wave
-    spec, window, pad = _stft_frames(wave.astype(np.float32), n_fft, hop)
-    n_bins = spec.shape[1]
-    src = np.arange(n_bins) / alpha
-    valid = src <= n_bins - 1
-    lo = np.clip(np.floor(src).astype(np.int64), 0, n_bins - 1)
-    hi = np.clip(lo + 1, 0, n_bins - 1)
-    frac = (src - lo)[None, :]
-    mag = np.abs(spec)
-    new_mag = (1.0 - frac) * mag[:, lo] + frac * mag[:, hi]
-    nearest = np.clip(np.rint(src).astype(np.int64), 0, n_bins - 1)
-    new_spec = new_mag * np.exp(1j * np.angle(spec[:, nearest]))
-    new_spec[:, ~valid] = 0.0
-    frames = np.fft.irfft(new_spec, n=n_fft, axis=1) * window
-    out = np.zeros(hop * (len(frames) - 1) + n_fft, dtype=np.float64)
-    norm = np.zeros_like(out)
-    for i, frame in enumerate(frames):  # a few hundred frames: the loop is cheap next to the FFTs
-        out[i * hop : i * hop + n_fft] += frame
-        norm[i * hop : i * hop + n_fft] += window**2
-    out /= np.maximum(norm, 1e-8)
-    out = out[pad : pad + len(wave)]
-    # Keep the loudness: the warp drops or adds energy at the band edges.
-    scale = np.sqrt(_power(wave) / max(_power(out), 1e-12))
-    return (out * scale).astype(np.float32)
 
 
 def coloured_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
