@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,11 @@ def our_decoders(emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, txl:
     def greedy(e: np.ndarray) -> str:
         return table.decode([tok for tok, _ in ctc_segments(e.argmax(axis=1), blank)])
 
-    def beam(width: int, *, with_lm: bool, engine: str = "auto", allow_oov: bool = False) -> Callable[[np.ndarray], str]:
+    def beam(width: int, *, with_lm: bool, engine: str = "auto", allow_oov: bool = False, prune_tokens: bool = True) -> Callable[[np.ndarray], str]:
+        chosen = options if prune_tokens else replace(options, token_threshold=None)
+
         def run(e: np.ndarray) -> str:
-            hyps = beam_search(e, criterion="ctc", tokens=table, options=options, beam_size=width, lm=lm if with_lm else None,
+            hyps = beam_search(e, criterion="ctc", tokens=table, options=chosen, beam_size=width, lm=lm if with_lm else None,
                                lexicon=lexicon if with_lm else None, engine=engine, allow_oov=allow_oov)  # type: ignore[arg-type]  # fmt: skip
             return table.decode(hyps[0].tokens) if hyps else ""
 
@@ -87,9 +90,10 @@ def our_decoders(emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, txl:
     first = lm_widths[0]
     configs.append((f"beam{first}+lm python", first, True, beam(first, with_lm=True, engine="python")))  # the engine's own speed-up
     configs.append((f"beam{first}+lm+oov", first, True, beam(first, with_lm=True, allow_oov=True)))  # Python engine: any spelling
+    configs.append((f"beam{first}+lm all-tokens", first, True, beam(first, with_lm=True, prune_tokens=False)))  # no token pruning
     configs.append((f"beam16+lm+txl{RESCORE_NBEST}", 16, True, rescored))
-    greedy(emissions.emissions[0])  # warm-up
-    rescored(emissions.emissions[0])  # loads the TXL session's kernels, the trie
+    for *_, fn in configs:  # warm-up: the TXL session's kernels, each engine's trie and KenLM model
+        fn(emissions.emissions[0])
     runs = []
     for name, width, with_lm, fn in configs:
         seconds, texts = decode_all(emissions, fn, rounds=rounds)

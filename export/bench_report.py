@@ -112,11 +112,11 @@ def table(results: dict[str, Any]) -> str:
     if decoders:
         section(f"4. decoders on {decoders['audio_seconds']:.0f} s of emissions (ms per audio second; WER %)")
         theirs = {r["name"]: r for r in _get(decoders, "pyctcdecode", "runs") or []}
-        lines.append(f"{'decoder':<18}{'ours':>9}{'WER':>7}{'pyctcdecode':>13}{'WER':>7}{'ours x':>8}")
+        lines.append(f"{'decoder':<22}{'ours':>9}{'WER':>7}{'pyctcdecode':>13}{'WER':>7}{'ours x':>8}")
         for run in decoders["ours"]:
             other = theirs.get(run["name"])
             faster = other["seconds"] / max(run["seconds"], 1e-9) if other else None
-            lines.append(f"{run['name']:<18}{run['seconds_per_audio_second'] * 1000:>9.2f}{run['wer']:>7.1f}"
+            lines.append(f"{run['name']:<22}{run['seconds_per_audio_second'] * 1000:>9.2f}{run['wer']:>7.1f}"
                          f"{(other['seconds_per_audio_second'] * 1000 if other else float('nan')):>13.2f}{(other['wer'] if other else float('nan')):>7.1f}{_f(faster):>8}")  # fmt: skip
         lines.append(f"  ({decoders['emissions']}; LM: {decoders['lm']})")
         runs = {r["name"]: r["seconds_per_audio_second"] for r in decoders["ours"]}

@@ -169,7 +169,7 @@ class FlashlightEngine:
             unk_score=_NEG_INF, sil_score=0.0, log_add=options.log_add,
             criterion_type=CriterionType.CTC if criterion == "ctc" else CriterionType.ASG,
         )  # fmt: skip
-        em = np.ascontiguousarray(emissions, dtype=np.float32)
+        em = _finite(emissions)
         if criterion == "ctc" and blank is not None:
             closed = self._search_closed(em, blank, decoder_options, options)
             if closed:
@@ -337,7 +337,7 @@ def search_free(emissions: np.ndarray, *, blank: int, tokens: TokenTable | None,
     )  # fmt: skip
     sep = tokens.separator_id if tokens is not None else None
     decoder = LexiconFreeDecoder(decoder_options, ZeroLM(), blank if sep is None else sep, blank, [])
-    em = np.ascontiguousarray(emissions, dtype=np.float32)
+    em = _finite(emissions)
     decoder.decode_begin()
     decoder.decode_step(em.ctypes.data, num_frames, vocab)
     finished = []
@@ -389,6 +389,13 @@ def engine_for(tokens: TokenTable, lexicon: Lexicon, lm: NgramLM) -> FlashlightE
             assert lm.path is not None
             engine = lexicon.engines[key] = FlashlightEngine(tokens=tokens, lexicon=lexicon, arpa=lm.path, lm=lm)
         return engine
+
+
+def _finite(emissions: np.ndarray) -> np.ndarray:
+    """float32, C-contiguous, -inf (a token pruned by `token_threshold`) as -1e30: flashlight-text's
+    log-add of two -inf scores is NaN, and no path through -1e30 survives its beam threshold."""
+    em = np.ascontiguousarray(emissions, dtype=np.float32)
+    return np.maximum(em, np.float32(-1e30)) if np.isneginf(em).any() else em
 
 
 def _tokens_per_frame(emissions: np.ndarray, options: BeamOptions) -> int:

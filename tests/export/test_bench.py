@@ -67,7 +67,7 @@ def test_server_sections(results: dict) -> None:
 
 def test_decoders(results: dict) -> None:
     names = [r["name"] for r in results["decoders"]["ours"]]
-    assert names == ["greedy", "beam1", "beam16", "beam16+lm", "beam16+lm python", "beam16+lm+oov", "beam16+lm+txl8"]
+    assert names == ["greedy", "beam1", "beam16", "beam16+lm", "beam16+lm python", "beam16+lm+oov", "beam16+lm all-tokens", "beam16+lm+txl8"]
     assert all(r["seconds_per_audio_second"] > 0 for r in results["decoders"]["ours"])
     theirs = results["decoders"]["pyctcdecode"]
     if theirs["available"]:
