@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     w2l.add_argument("--torchaudio-tokens", type=Path, help="token list (one per line): the checkpoint is a torchaudio state dict")
     w2l.add_argument("--blank", default="<blank>", help="blank token of a torchaudio model's token list")
     w2l.add_argument("--decoding", type=Path, help="JSON file of decoding defaults (beam size, LM weight ...)")
-    w2l.add_argument("--lm", type=Path, help="ARPA n-gram LM to ship in the bundle")
+    w2l.add_argument("--lm", type=Path, help="n-gram LM to ship in the bundle: ARPA (plain or .gz) or a KenLM binary from build_binary (needs --lexicon)")
     w2l.add_argument("--lexicon", type=Path, help="lexicon to ship in the bundle")
     w2l.add_argument("--calibrate", type=Path, help="JSONL manifest of real audio to calibrate int8 on (default: synthetic speech-like signals)")
     w2l.add_argument("--calibrate-count", type=int, default=32)

@@ -129,7 +129,7 @@ class FlashlightEngine:
     `LexiconDecoder`.
     """
 
-    def __init__(self, *, tokens: TokenTable, lexicon: Lexicon, arpa: str | Path, lm: NgramLM) -> None:
+    def __init__(self, *, tokens: TokenTable, lexicon: Lexicon, lm_file: str | Path, lm: NgramLM) -> None:
         if not AVAILABLE:
             raise RuntimeError("flashlight-text is not installed")
         if tokens.separator_id is None:
@@ -148,7 +148,7 @@ class FlashlightEngine:
         self.words = list(index)
         self.unk_index = len(self.words)
         self.dictionary = Dictionary([*self.words, "<unk>"])
-        self.kenlm = KenLM(str(arpa), self.dictionary)
+        self.kenlm = KenLM(str(lm_file), self.dictionary)  # ARPA or KenLM binary
         self.trie = Trie(len(tokens), self.sep)
         for ids, word in self.by_spelling.items():
             # Smearing scores: the unigram in log10 (the decoder multiplies by the scaled weight).
@@ -387,7 +387,7 @@ def engine_for(tokens: TokenTable, lexicon: Lexicon, lm: NgramLM) -> FlashlightE
         engine = lexicon.engines.get(key)
         if not (isinstance(engine, FlashlightEngine) and engine.lm is lm):
             assert lm.path is not None
-            engine = lexicon.engines[key] = FlashlightEngine(tokens=tokens, lexicon=lexicon, arpa=lm.path, lm=lm)
+            engine = lexicon.engines[key] = FlashlightEngine(tokens=tokens, lexicon=lexicon, lm_file=lm.path, lm=lm)
         return engine
 
 

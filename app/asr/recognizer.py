@@ -26,8 +26,8 @@ from app.asr.beam import BeamOptions, beam_search
 from app.asr.bundle import AcousticBundle, BundleSet
 from app.asr.decoding import asg_segments, ctc_segments, viterbi_asg
 from app.asr.errors import InvalidOption, UnknownModel
+from app.asr.kenlm_binary import load_lm
 from app.asr.lexicon import Lexicon, parse_hotwords
-from app.asr.ngram import NgramLM
 from app.asr.options import DecodeOptions
 from app.asr.rescoring import Hypothesis as RescoreCandidate
 from app.asr.rescoring import TransformerXLScorer, rescore
@@ -217,12 +217,13 @@ class Recognizer:
         key = (bundle.name, kind)
         with self._lock:
             if key not in self._resources:
+                lexicon_key = (bundle.name, "lexicon")
+                if lexicon_key not in self._resources and bundle.lexicon_path is not None:
+                    self._resources[lexicon_key] = Lexicon.from_file(bundle.lexicon_path, word_separator=bundle.manifest.tokens.word_separator)
                 if kind == "lm":
                     assert bundle.lm_path is not None
-                    self._resources[key] = NgramLM.from_arpa(bundle.lm_path)
-                else:
-                    assert bundle.lexicon_path is not None
-                    self._resources[key] = Lexicon.from_file(bundle.lexicon_path, word_separator=bundle.manifest.tokens.word_separator)
+                    lexicon = self._resources.get(lexicon_key)
+                    self._resources[key] = load_lm(bundle.lm_path, words=lexicon.words if lexicon is not None else None)
             return self._resources[key]
 
     def warm_up(self) -> None:
