@@ -7,7 +7,7 @@ acoustic model on the input warped by each factor of the bundle's `vtln_warps` (
 original, 1.0, among them) and keeps the emissions the model is most sure of: the largest
 mean, over frames, of the best token's log-posterior. That is maximum-confidence warp
 selection, the discriminative stand-in for maximum-likelihood VTLN. On the held-out female
-voice it cut beam-search WER from 73 to 60 with warps (0.85, 1.0), and left the training
+voice it cut beam-search WER from 74 to 61 with warps (0.85, 1.0), and left the training
 voices and real AN4 speech where they were (README, Accuracy); it costs one more acoustic
 pass per warp. Streams are not warped (the warp is chosen on the whole input).
 
