@@ -1,30 +1,38 @@
-"""The fast engine of beam search: flashlight-text's C++ lexicon decoder, with KenLM.
+"""The fast engines of beam search: flashlight-text's C++ lexicon decoder with KenLM, and a C
+lexicon-free CTC search.
 
 `app.asr.beam` is the reference engine: every feature (out-of-lexicon words, hotwords,
-silence score, lexicon-free search) in NumPy and Python. This engine runs the common case
-behind the same `beam_search` call about ten times faster: a lexicon, an n-gram LM read from
-the bundle's ARPA file by KenLM, no hotwords, no out-of-lexicon words, no silence score.
-`beam_search` picks it when a request stays inside that case (`engine="auto"`).
+silence score, lexicon-free LM fusion) in NumPy and Python. The engines here run the two
+common cases behind the same `beam_search` call about ten times faster, and `beam_search`
+picks them when a request stays inside one (`engine="auto"`):
 
-Both engines search the same space and score it the same way. flashlight-text's
-`LexiconDecoder` walks a trie of spellings that end with the word separator, so a word is
-scored (LM, `word_score`) when its separator is read, as in the reference engine, and
-inside a word it adds the best unigram below the trie node (max smearing), as the
-reference does. Three things differ and are bridged here:
+- a lexicon with an n-gram LM file (ARPA or KenLM binary, read by KenLM), no hotwords, no
+  out-of-lexicon words, no silence score: `FlashlightEngine`;
+- lexicon-free CTC without LM or word scores: `search_native` (`_ctcbeam.c`, built by
+  setup.py, loaded with ctypes), or flashlight-text's lexicon-free decoder (`search_free`)
+  where the C file could not be built. flashlight-text's lexicon-free ASG mode ranks
+  hypotheses without the transitions, so ASG stays on the reference engine there.
+
+The lexicon engine searches the space the reference searches and scores it the same way:
+flashlight-text's `LexiconDecoder` walks a trie of spellings that end with the word
+separator, so a word is scored (LM, `word_score`) when its separator is read, and inside a
+word it adds the best unigram below the trie node (max smearing). What differs is bridged here:
 
 - KenLM scores in log10; the reference in natural log. The LM weight is scaled by ln 10.
 - flashlight-text keeps only hypotheses that end on a separator when it finishes an
   utterance, which would drop an unfinished last word (a CTC model rarely emits a final
-  separator). So the search stops after the last frame without `decode_end`, and each
-  hypothesis of the final beam is finished here exactly as the reference finishes one: the
-  last word is completed if it is in the lexicon, `</s>` is scored, and the total is
-  recomputed from the acoustic score and the project's own `NgramLM` over the words.
-- Its beam merges hypotheses by (LM state, trie node, last token), not by label prefix.
-  With `log_add=False` (Viterbi merging) the two agree; with `log_add=True` they can differ
-  in the last decimals of a score on near ties (tests compare both engines).
+  separator). CTC: one more frame that can only be the separator, at log-probability 0,
+  closes the last word inside the decoder (`_search_closed`). ASG (where that frame would
+  add a transition score), and CTC when nothing ends in a lexicon word: the search stops
+  after the last frame and each hypothesis of the final beam is finished here as the
+  reference finishes one (last word completed if in the lexicon, `</s>` scored).
+- Its beam merges hypotheses by (LM state, trie node, last token), not by label prefix, so
+  with `log_add=True` it also sums labellings that differ only in where separators fall, and
+  a transcript's acoustic score can be a little higher than the reference's. With
+  `log_add=False` (Viterbi merging) the two agree (tests compare both engines).
 
 Its ASG mode uses the transition matrix (`[next, prev]`, as here); the tests check it
-against the reference engine and the Viterbi oracle.
+against brute force, the reference engine and the Viterbi oracle.
 """
 
 from __future__ import annotations
