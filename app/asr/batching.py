@@ -20,7 +20,7 @@ from app.asr.bundle import AcousticBundle
 from app.asr.options import DecodeOptions
 from app.asr.recognizer import Recognizer, Transcript
 from app.asr.runtime import AcousticModel
-from app.asr.vtln import confidence, warp_spectrum
+from app.asr.vtln import most_confident, warp_spectrum
 
 LENGTH_RATIO = 1.5  # a batch's longest input is at most this times its shortest
 
@@ -88,7 +88,7 @@ class InferenceEngine:
         if warps:  # every warped copy goes through the batcher at once, so they share batches
             warped = await asyncio.gather(*(loop.run_in_executor(self.executor, warp_spectrum, samples, w) for w in warps))
             candidates = await asyncio.gather(*(self.emissions(model, x) for x in warped))
-            warp, emissions = max(zip(warps, candidates, strict=True), key=lambda c: confidence(c[1]))  # ties: the earlier warp
+            warp, emissions = most_confident(warps, candidates)
         else:
             emissions = await self.emissions(model, samples)
         acoustic = time.perf_counter() - started

@@ -97,7 +97,6 @@ class BeamOptions:
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
 
-
     @property
     def tokens_within(self) -> float:
         """How far below the frame's best token a token may score and still be tried."""

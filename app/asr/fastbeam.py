@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app.asr.decoding import ctc_segments
 from app.asr.lexicon import Lexicon, spell
 from app.asr.ngram import LN10, NgramLM
 from app.asr.tokens import TokenTable
@@ -117,16 +118,7 @@ class Finished:
 
     def frames(self) -> tuple[tuple[int, int], ...]:
         """[start, end) of each label on `path`, as `app.asr.alignment` reports them."""
-        out: list[list[int]] = []
-        prev = -1
-        for t, tok in enumerate(self.path):
-            if tok != self.blank:
-                if tok != prev:
-                    out.append([t, t + 1])
-                else:
-                    out[-1][1] = t + 1
-            prev = tok
-        return tuple((s, e) for s, e in out)
+        return tuple(span for _, span in ctc_segments(np.asarray(self.path), self.blank))  # blank None: ASG, every frame a label
 
 
 class FlashlightEngine:

@@ -82,13 +82,13 @@ def confidence(emissions: np.ndarray) -> float:
     return float(np.mean(top - log_norm))
 
 
-def best_warp(samples: np.ndarray, warps: Sequence[float], emissions_of: Callable[[np.ndarray], np.ndarray]) -> tuple[float, np.ndarray]:
+def most_confident(warps: Sequence[float], candidates: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:
     """The warp whose emissions the model is most sure of, and those emissions (ties: the earlier warp)."""
-    best: tuple[float, float, np.ndarray] | None = None
-    for alpha in warps:
-        emissions = emissions_of(warp_spectrum(samples, alpha))
-        score = confidence(emissions)
-        if best is None or score > best[0]:
-            best = (score, alpha, emissions)
-    assert best is not None, "no warps given"
-    return best[1], best[2]
+    if not warps:
+        raise ValueError("no warps given")
+    return max(zip(warps, candidates, strict=True), key=lambda c: confidence(c[1]))
+
+
+def best_warp(samples: np.ndarray, warps: Sequence[float], emissions_of: Callable[[np.ndarray], np.ndarray]) -> tuple[float, np.ndarray]:
+    """Run the model on each warped copy of `samples` and keep the most confident (`most_confident`)."""
+    return most_confident(warps, [emissions_of(warp_spectrum(samples, alpha)) for alpha in warps])
