@@ -70,6 +70,13 @@ FLITE_VOICES: tuple[str, ...] = ("kal", "kal16", "awb", "rms")
 FLITE_STRETCH: tuple[float, float] = (0.85, 1.2)
 FESTIVAL_VOICES: tuple[str, ...] = ("kal_diphone", "ked_diphone")
 FESTIVAL_STRETCH: tuple[float, float] = (0.85, 1.2)
+# Raised-pitch copies (``--high-pitch``): the flite and festival training voices are all male,
+# while the held-out voice and half of real users are not. These voices take a target F0 mean
+# (flite's ``int_f0_target_mean``, festival's ``int_lr_params``); flite's rms ignores it.
+HIGH_PITCH_VOICES: tuple[tuple[str, str], ...] = (
+    ("flite", "kal16"), ("flite", "awb"), ("flite", "kal"), ("festival", "kal_diphone"), ("festival", "ked_diphone"),
+)  # fmt: skip
+HIGH_PITCH_F0: tuple[int, int] = (165, 240)
 # Held-out speaker: never used for training.
 HELDOUT_FLITE_VOICE = "slt"
 HELDOUT_FESTIVAL_VOICE = "cmu_us_slt_arctic_hts"
@@ -80,6 +87,8 @@ FSDD_HELDOUT = 1
 TEST_SLT_CLIPS = (240, 60)  # (flite slt, festival slt hts)
 DEV_CLIPS = 300
 NOISY_SNR_DB = 10.0
+
+HIGH_PITCH_STREAM = 1  # second entropy word of the raised-pitch draws' generator
 
 FESTIVAL_CHUNK = 40
 SYNTH_CHUNK = 16
@@ -197,6 +206,15 @@ def make_synth_spec(
     return ClipSpec(split, clip_rel_path(engine, key), text, speaker, engine, voice, speed, pitch, round(stretch, 3))
 
 
+def draw_high_pitch_voice(split: str, text: str, rng: np.random.Generator) -> ClipSpec:
+    """A flite or festival training voice with its F0 mean raised into the female range
+    (``pitch`` holds the target in Hz; formants stay male, which training's spectral warp covers)."""
+    engine, voice = HIGH_PITCH_VOICES[int(rng.integers(len(HIGH_PITCH_VOICES)))]
+    pitch = int(rng.integers(HIGH_PITCH_F0[0], HIGH_PITCH_F0[1] + 1))
+    stretch = float(rng.uniform(*(FLITE_STRETCH if engine == "flite" else FESTIVAL_STRETCH)))
+    return make_synth_spec(split, text, engine, voice, pitch=pitch, stretch=stretch)
+
+
 def draw_training_voice(split: str, text: str, rng: np.random.Generator) -> ClipSpec:
     """One random training-voice setting for ``text`` (engine by ENGINE_SHARE)."""
     engines = list(ENGINE_SHARE)
@@ -236,7 +254,10 @@ def synth_espeak(spec: ClipSpec, tmp: Path) -> tuple[np.ndarray, int] | None:
 
 def synth_flite(spec: ClipSpec, tmp: Path) -> tuple[np.ndarray, int] | None:
     out = tmp / "flite.wav"
-    cmd = ["flite", "-voice", spec.voice, "--setf", f"duration_stretch={spec.stretch}", "-t", spec.text, "-o", str(out)]
+    cmd = ["flite", "-voice", spec.voice, "--setf", f"duration_stretch={spec.stretch}"]
+    if spec.pitch:
+        cmd += ["--setf", f"int_f0_target_mean={spec.pitch}", "--setf", f"int_f0_target_stddev={spec.pitch * 0.15:.1f}"]
+    cmd += ["-t", spec.text, "-o", str(out)]
     if subprocess.run(cmd, capture_output=True, timeout=60).returncode != 0:
         return None
     return _read_wav(out)
@@ -246,12 +267,17 @@ def synth_festival_batch(specs: Sequence[ClipSpec], tmp: Path) -> dict[str, tupl
     """One festival process for many sentences (its start-up costs ~0.4 s). Each utterance
     is wrapped in ``unwind-protect`` so one failure does not lose the rest of the batch."""
     lines: list[str] = []
-    current_voice = ""
+    current: tuple[str, int] = ("", 0)
     outputs: dict[str, Path] = {}
     for i, spec in enumerate(specs):
-        if spec.voice != current_voice:
-            lines.append(f"(voice_{spec.voice})")
-            current_voice = spec.voice
+        if (spec.voice, spec.pitch) != current:
+            lines.append(f"(voice_{spec.voice})")  # also restores the voice's own int_lr_params
+            if spec.pitch:
+                lines.append(
+                    f"(set! int_lr_params '((target_f0_mean {spec.pitch}) (target_f0_std {spec.pitch * 0.15:.1f}) "
+                    "(model_f0_mean 170) (model_f0_std 34)))"
+                )
+            current = (spec.voice, spec.pitch)
         wav = tmp / f"fest_{i}.wav"
         outputs[spec.rel_path] = wav
         lines.append(
@@ -402,13 +428,21 @@ class Plan:
     heldout_speakers: dict[str, list[str]]
 
 
-def plan_corpus(pools: TextPools, n_sentences: int, seed: int, data_dir: Path = DATA_DIR, voices: int = 1) -> Plan:
+def plan_corpus(
+    pools: TextPools, n_sentences: int, seed: int, data_dir: Path = DATA_DIR, voices: int = 1, high_pitch: int = 0
+) -> Plan:
     """All clips of the first pass. Training draws depend on ``seed``; dev/test draws use
     EVAL_SEED so evaluation sets are comparable across training runs. Each training
-    sentence is spoken by ``voices`` independently drawn voice settings."""
+    sentence is spoken by ``voices`` independently drawn voice settings. ``high_pitch``
+    more training clips (random training sentences, raised-pitch voices) come from their
+    own random stream, so adding them leaves every other clip of the plan unchanged."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pools.train))[: min(n_sentences, len(pools.train))]
     specs = [draw_training_voice("train", pools.train[i], rng) for i in sorted(order) for _ in range(voices)]
+    if high_pitch:
+        hi_rng = np.random.default_rng([seed, HIGH_PITCH_STREAM])
+        picks = hi_rng.choice(len(pools.train), size=high_pitch, replace=high_pitch > len(pools.train))
+        specs += [draw_high_pitch_voice("train", pools.train[i], hi_rng) for i in picks]
 
     eval_rng = np.random.default_rng(EVAL_SEED)
     n_slt = sum(TEST_SLT_CLIPS)
@@ -561,18 +595,29 @@ def corpus_stats(
             "flite_duration_stretch": list(FLITE_STRETCH),
             "festival_voices": list(FESTIVAL_VOICES),
             "festival_duration_stretch": list(FESTIVAL_STRETCH),
+            "high_pitch_voices": [f"{e}:{v}" for e, v in HIGH_PITCH_VOICES],
+            "high_pitch_f0_hz": list(HIGH_PITCH_F0),
         },
+        "high_pitch_clips": sum(1 for s in specs if s.split == "train" and s.engine in ("flite", "festival") and s.pitch),
     }
 
 
-def build(out_dir: Path, n_sentences: int, workers: int, seed: int, data_dir: Path = DATA_DIR, voices: int = 1) -> dict:
+def build(
+    out_dir: Path,
+    n_sentences: int,
+    workers: int,
+    seed: int,
+    data_dir: Path = DATA_DIR,
+    voices: int = 1,
+    high_pitch: int = 0,
+) -> dict:
     """The whole pipeline; returns the stats also written to ``stats.json``."""
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     pools = build_text_pools(data_dir / "text")
     write_lines(out_dir / "lm_train.txt", pools.lm_train)
     write_lines(out_dir / "lm_heldout.txt", pools.lm_heldout)
-    plan = plan_corpus(pools, n_sentences, seed, data_dir, voices)
+    plan = plan_corpus(pools, n_sentences, seed, data_dir, voices, high_pitch)
     assert not any(s.split == "train" and s.speaker in HELDOUT_SPEAKERS for s in plan.specs)
     durations = execute(plan.specs, out_dir, workers, "corpus")
     finished_slt = [s for s in plan.specs if s.split == "test_slt" and durations.get(s.rel_path) is not None]
@@ -593,9 +638,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--voices", type=int, default=1, help="voice settings drawn per training sentence")
+    parser.add_argument("--high-pitch", type=int, default=0, help="extra training clips from raised-pitch male voices")
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="shared data folder")
     args = parser.parse_args(argv)
-    stats = build(args.out, args.sentences, args.workers, args.seed, args.data, args.voices)
+    stats = build(args.out, args.sentences, args.workers, args.seed, args.data, args.voices, args.high_pitch)
     print(json.dumps({k: stats[k] for k in ("manifests", "train_hours_by_source", "elapsed_s")}, indent=2))
 
 

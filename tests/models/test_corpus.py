@@ -91,3 +91,54 @@ def test_heldout_sentences_stay_out_of_training_text(tmp_path: Path) -> None:
     assert not any("gutenberg" in s or "licence" in s or "header" in s for s in pools.lm_train)
     assert "too short" not in pools.train
     assert pools.lm_heldout == pools.heldout
+
+
+def _median_f0(path: Path) -> float:
+    """Median autocorrelation pitch of the voiced frames (enough to tell 100 Hz from 200 Hz)."""
+    import numpy as np
+
+    x, sr = sf.read(str(path), dtype="float32")
+    f0s = []
+    for start in range(0, len(x) - 1024, 512):
+        frame = x[start : start + 1024]
+        if np.abs(frame).mean() < 0.015:
+            continue
+        ac = np.correlate(frame, frame, "full")[1023:]
+        lo, hi = sr // 400, sr // 60
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[lag] > 0.3 * ac[0]:
+            f0s.append(sr / lag)
+    return float(np.median(f0s))
+
+
+@pytest.mark.parametrize("engine,voice", [("flite", "kal16"), ("festival", "ked_diphone")])
+def test_raised_pitch_voices_really_speak_higher(tmp_path: Path, engine: str, voice: str) -> None:
+    _need(engine)
+    plain = make_synth_spec("train", SENTENCES[0], engine, voice)
+    high = make_synth_spec("train", SENTENCES[0], engine, voice, pitch=210)
+    durations = {s.rel_path: d for s, d in run_job((str(tmp_path), [plain, high, plain]))}
+    for spec in (plain, high):
+        _check_clip(tmp_path, spec, durations[spec.rel_path])
+    low_f0 = _median_f0(tmp_path / "clips" / plain.rel_path)
+    high_f0 = _median_f0(tmp_path / "clips" / high.rel_path)
+    assert low_f0 < 140 and 170 < high_f0 < 260, (low_f0, high_f0)
+
+
+def test_high_pitch_clips_leave_the_rest_of_the_plan_unchanged(tmp_path: Path) -> None:
+    import numpy as np
+
+    pools = corpus.TextPools(
+        train=[f"training sentence {i}" for i in range(50)], heldout=[f"heldout sentence {i}" for i in range(700)],
+        lm_train=[], lm_heldout=[],
+    )  # fmt: skip
+    for name in ("an4_train", "fsdd"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.jsonl").write_text("")
+    base = corpus.plan_corpus(pools, 30, seed=3, data_dir=tmp_path)
+    more = corpus.plan_corpus(pools, 30, seed=3, data_dir=tmp_path, high_pitch=20)
+    extra = [s for s in more.specs if s not in base.specs]
+    assert [s for s in more.specs if s in base.specs] == base.specs and len(extra) == 20
+    assert all(s.split == "train" and s.speaker not in corpus.HELDOUT_SPEAKERS for s in extra)
+    low, high = corpus.HIGH_PITCH_F0
+    assert all(low <= s.pitch <= high and (s.engine, s.voice) in corpus.HIGH_PITCH_VOICES for s in extra)
+    assert len({s.rel_path for s in extra}) == 20 and np.mean([s.engine == "flite" for s in extra]) > 0.2
