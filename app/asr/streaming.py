@@ -18,6 +18,7 @@ new one begins. Transformer-XL memory (when rescoring) follows the sequence of f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,7 +106,10 @@ class Stream:
             return []
         results: list[StreamResult] = []
         while self.committed < target:
-            step = min(target, self.committed + self.model.window_frames)
+            # Never run past max_utterance inside one window: a client that sends a minute at once
+            # still gets finals no longer than it asked for.
+            room = max(self._max_utterance_frames - self.utterance_frames, 1)
+            step = min(target, self.committed + self.model.window_frames, self.committed + room)
             self._compute(step, available)
             results.extend(self._check_endpoint())
         if self.stream_options.interim_results and self.utterance_frames and not final:
@@ -136,7 +140,7 @@ class Stream:
         frames = self.utterance_frames
         if frames == 0:
             return []
-        if frames * self.frame_seconds >= self.stream_options.max_utterance:
+        if frames >= self._max_utterance_frames:
             return [self._final()]
         silence = int(self.stream_options.endpoint_silence / self.frame_seconds)
         if frames <= silence:
@@ -150,6 +154,10 @@ class Stream:
         elif is_quiet[-silence:].all():
             return [self._final()]
         return []
+
+    @property
+    def _max_utterance_frames(self) -> int:
+        return max(math.ceil(self.stream_options.max_utterance / self.frame_seconds - 1e-6), 1)
 
     def _quiet_tokens(self) -> list[int]:
         table = self.bundle.manifest.tokens

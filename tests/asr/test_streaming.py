@@ -80,3 +80,23 @@ def test_endpointing_cuts_at_silence(recognizer: Recognizer) -> None:
     for a, b in zip(finals, finals[1:], strict=False):
         assert a.end <= b.start + 1e-9
     assert finals[-1].end == pytest.approx(len(audio) / 16000, abs=0.05)
+
+
+@pytest.mark.parametrize("chunk_seconds", [0.2, 3.5])
+def test_max_utterance_holds_however_the_audio_is_sent(recognizer: Recognizer, chunk_seconds: float) -> None:
+    """No final is longer than max_utterance, even when one message carries several times it
+    (the model computes up to 30 s per window), and the finals still tile the input."""
+    bundle = recognizer.bundle("tiny-asg")
+    never_quiet = StreamOptions(endpoint_silence=1e9, max_utterance=0.7, interim_results=False)
+    stream = Stream(recognizer, bundle, bundle.models["fp32"], DecodeOptions(), never_quiet)
+    audio = speechlike(3.5, seed=4)
+    step = int(chunk_seconds * 16000)
+    results = []
+    for start in range(0, len(audio), step):
+        results += stream.accept(audio[start : start + step])
+    results += stream.finish()
+    finals = [r for r in results if r.kind == "final"]
+    assert len(finals) >= 5
+    assert all(r.end - r.start <= 0.7 + 1e-6 for r in finals), [(r.start, r.end) for r in finals]
+    assert [r.start for r in finals[1:]] == pytest.approx([r.end for r in finals[:-1]])
+    assert finals[-1].end == pytest.approx(len(audio) / 16000, abs=0.05)
