@@ -77,6 +77,7 @@ HIGH_PITCH_VOICES: tuple[tuple[str, str], ...] = (
     ("flite", "kal16"), ("flite", "awb"), ("flite", "kal"), ("festival", "kal_diphone"), ("festival", "ked_diphone"),
 )  # fmt: skip
 HIGH_PITCH_F0: tuple[int, int] = (165, 240)
+HIGH_PITCH_F0_SPREAD = 0.15  # F0 standard deviation as a share of the target mean
 # Held-out speaker: never used for training.
 HELDOUT_FLITE_VOICE = "slt"
 HELDOUT_FESTIVAL_VOICE = "cmu_us_slt_arctic_hts"
@@ -256,7 +257,7 @@ def synth_flite(spec: ClipSpec, tmp: Path) -> tuple[np.ndarray, int] | None:
     out = tmp / "flite.wav"
     cmd = ["flite", "-voice", spec.voice, "--setf", f"duration_stretch={spec.stretch}"]
     if spec.pitch:
-        cmd += ["--setf", f"int_f0_target_mean={spec.pitch}", "--setf", f"int_f0_target_stddev={spec.pitch * 0.15:.1f}"]
+        cmd += ["--setf", f"int_f0_target_mean={spec.pitch}", "--setf", f"int_f0_target_stddev={spec.pitch * HIGH_PITCH_F0_SPREAD:.1f}"]
     cmd += ["-t", spec.text, "-o", str(out)]
     if subprocess.run(cmd, capture_output=True, timeout=60).returncode != 0:
         return None
@@ -274,7 +275,7 @@ def synth_festival_batch(specs: Sequence[ClipSpec], tmp: Path) -> dict[str, tupl
             lines.append(f"(voice_{spec.voice})")  # also restores the voice's own int_lr_params
             if spec.pitch:
                 lines.append(
-                    f"(set! int_lr_params '((target_f0_mean {spec.pitch}) (target_f0_std {spec.pitch * 0.15:.1f}) "
+                    f"(set! int_lr_params '((target_f0_mean {spec.pitch}) (target_f0_std {spec.pitch * HIGH_PITCH_F0_SPREAD:.1f}) "
                     "(model_f0_mean 170) (model_f0_std 34)))"
                 )
             current = (spec.voice, spec.pitch)
