@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dev", type=Path, nargs="+", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--criterion", choices=["asg", "ctc"], default="asg")
-    parser.add_argument("--channels", type=int, default=256)
-    parser.add_argument("--kernel", type=int, default=11)
-    parser.add_argument("--depth", type=int, default=8)
+    parser.add_argument("--channels", type=int, help="conv width (default 256, or --init's architecture)")
+    parser.add_argument("--kernel", type=int, help="conv kernel (default 11, or --init's architecture)")
+    parser.add_argument("--depth", type=int, help="conv layers after the strided one (default 8, or --init's architecture)")
     parser.add_argument("--minutes", type=float, default=120.0, help="wall-clock budget the LR schedule spans")
     parser.add_argument("--batch-seconds", type=float, default=150.0)
     parser.add_argument("--lr", type=float, default=1.5e-3)
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     table = asg_letters() if args.criterion == "asg" else ctc_letters()
-    config = Wav2LetterConfig.small(len(table), channels=args.channels, kernel=args.kernel, depth=args.depth)
+    config = model_config(args, len(table))
     model = Wav2Letter(config)
     loss_fn: nn.Module = ASGLoss(len(table)) if args.criterion == "asg" else nn.CTCLoss(blank=table.blank_id or 0, reduction="none", zero_infinity=True)
     if args.init is not None and not (args.resume and (args.out / "last.pt").exists()):
@@ -235,16 +236,34 @@ def _cpu(value: object) -> object:
     return value
 
 
-def initialise_from(model: Wav2Letter, checkpoint: Path, table: TokenTable) -> None:
-    """Copy every weight whose shape fits; the scoring layer row by row for tokens both tables share.
+def model_config(args: argparse.Namespace, num_tokens: int) -> Wav2LetterConfig:
+    """The architecture to train: `--init`'s own unless sizes are given, so a warm start cannot
+    silently build a different network and keep only the layers that happen to fit."""
+    sizes = {k: v for k, v in (("channels", args.channels), ("kernel", args.kernel), ("depth", args.depth)) if v is not None}
+    if args.init is not None and not sizes:
+        source = torch.load(args.init, map_location="cpu", weights_only=False)["config"]
+        return replace(Wav2LetterConfig.from_json(source), num_tokens=num_tokens)
+    return Wav2LetterConfig.small(num_tokens, **sizes)
 
-    A CTC model localises letters quickly; starting ASG from it skips ASG's slow first phase."""
+
+def initialise_from(model: Wav2Letter, checkpoint: Path, table: TokenTable) -> None:
+    """Copy every weight; the scoring layer row by row for tokens both tables share.
+
+    A CTC model localises letters quickly; starting ASG from it skips ASG's slow first phase.
+    Any other layer of another shape is an error: a partial copy trains a mostly random network."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     state["model"] = {k: v.float() for k, v in state["model"].items()}
     source_tokens = list(state["tokens"]["tokens"])
     own = model.state_dict()
+    heads = ("head.weight", "head.bias")
+    misfits = [name for name, value in state["model"].items()
+               if name not in heads and (name not in own or own[name].shape != value.shape)]  # fmt: skip
+    misfits += [name for name in own if name not in heads and name not in state["model"]]
+    if misfits:
+        raise SystemExit(f"--init {checkpoint}: its architecture differs from the model being trained "
+                         f"({len(misfits)} tensors, e.g. {misfits[0]}); drop --channels/--kernel/--depth to inherit it")
     for name, value in state["model"].items():
-        if name in own and own[name].shape == value.shape:
+        if name not in heads:
             own[name] = value
     for name in ("head.weight", "head.bias"):
         for row, token in enumerate(table.tokens):

@@ -91,6 +91,34 @@ def test_training_recipe_loss_goes_down(tmp_path: Path, criterion: str) -> None:
     assert state["criterion"] == criterion and (state["transitions"] is not None) == (criterion == "asg")
 
 
+def test_warm_start_inherits_the_architecture_and_refuses_a_different_one(tmp_path: Path) -> None:
+    """`--init` without sizes trains the checkpoint's own network, every weight copied (the
+    scoring layer row by row, CTC to ASG here); sizes that do not fit stop the run instead of
+    quietly training a network that kept only the layers that happened to match."""
+    from app.asr.tokens import asg_letters, ctc_letters
+    from models.train.acoustic import main
+    from tests.helpers import save_wav2letter_checkpoint, speechlike
+
+    source = save_wav2letter_checkpoint(tmp_path / "ctc.pt", criterion="ctc", channels=24, depth=1, kernel=3)
+    manifest = tmp_path / "train.jsonl"
+    path = tmp_path / "a.wav"
+    sf.write(path, speechlike(1.0), 16000)
+    manifest.write_text(json.dumps({"audio": str(path), "text": "go"}))
+    common = ["--train", str(manifest), "--dev", str(manifest), "--criterion", "asg", "--init", str(source), "--max-steps", "0",
+              "--eval-every", "1000", "--no-augment", "--threads", "1"]  # fmt: skip
+    main([*common, "--out", str(tmp_path / "warm")])
+    warm, ctc = torch.load(tmp_path / "warm" / "last.pt", weights_only=False), torch.load(source, weights_only=False)
+    assert warm["config"]["layers"] == ctc["config"]["layers"]  # 24 channels, 64-wide 1x1 layer: not the defaults
+    for name, value in ctc["model"].items():
+        if not name.startswith("head."):
+            assert torch.equal(warm["model"][name], value), name
+    asg_tokens, ctc_tokens = asg_letters().tokens, ctc_letters().tokens
+    row = asg_tokens.index("e")
+    assert torch.equal(warm["model"]["head.weight"][row], ctc["model"]["head.weight"][ctc_tokens.index("e")])
+    with pytest.raises(SystemExit, match="architecture differs"):
+        main([*common, "--out", str(tmp_path / "wrong"), "--channels", "32"])
+
+
 def test_torchaudio_wav2letter_exports_and_serves(tmp_path: Path) -> None:
     """A torchaudio Wav2Letter state dict through `asr-export`, then the server's runtime: same greedy output."""
     from app.asr.bundle import load_bundles
