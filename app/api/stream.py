@@ -42,8 +42,8 @@ from starlette.websockets import WebSocketState
 
 from app.api.deps import bearer_token, key_is_valid
 from app.api.http import options_from
-from app.asr.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from app.asr.errors import ASRError
+from app.asr.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, pcm_to_float
+from app.asr.errors import ASRError, EmptyAudio, InvalidAudio
 from app.asr.streaming import Stream, StreamOptions, StreamResult
 
 router = APIRouter()
@@ -75,12 +75,10 @@ class AudioFormat:
         frame = self.width * self.channels
         whole = len(data) - len(data) % frame
         self.leftover = data[whole:]
-        if self.encoding == "pcm_s16le":
-            samples = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
-        else:
-            samples = np.frombuffer(data[:whole], dtype="<f4").astype(np.float32)
-            if not np.isfinite(samples).all():
-                raise ProtocolError("invalid_audio", "audio frame contains NaN or infinite samples")
+        try:
+            samples = pcm_to_float(data[:whole], self.encoding)  # checked and clipped like every other path
+        except InvalidAudio as e:
+            raise ProtocolError(e.code, f"audio frame: {e.message}") from e
         if self.channels > 1:
             samples = samples.reshape(-1, self.channels).mean(axis=1)
         if self.resampler is not None:
@@ -181,7 +179,12 @@ class StreamSession:
     async def run_in_pool(self, fn: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         async with self.lock:
-            return await loop.run_in_executor(self.state.executor, fn, *args)
+            try:
+                return await loop.run_in_executor(self.state.executor, fn, *args)
+            except (InvalidAudio, EmptyAudio) as e:
+                raise ProtocolError(e.code, e.message, 1003) from e
+            except ASRError as e:
+                raise ProtocolError(e.code, e.message, 1008) from e
 
     async def receive(self, timeout: float) -> MutableMapping[str, Any] | None:
         """The next client message; None once the server starts draining; TimeoutError after `timeout` s."""

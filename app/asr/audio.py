@@ -5,6 +5,11 @@ soundfile. The header is read first so a small file that declares hours of audio
 decompression bomb) is refused by the duration limit before anything is decoded; formats
 whose header cannot be trusted for a length (MP3) are decoded in blocks and stopped at
 the limit. Resampling uses soxr's high-quality mode; channels are averaged.
+
+Every path where samples enter (files, `WS /v1/stream` frames, Realtime appends) goes through
+`check_samples`: NaN or infinite samples are refused with `InvalidAudio`, and finite samples
+beyond full scale are clipped to [-1, 1], as a sound card would. So no input can drive the
+acoustic model to infinite activations and NaN emissions (`f32le` frames of 1e38 did).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from app.asr.errors import AudioTooLong, EmptyAudio, InvalidAudio
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 384_000
 MAX_CHANNELS = 64
+FULL_SCALE = 1.0  # float samples are clipped to [-FULL_SCALE, FULL_SCALE]
 _BLOCK_FRAMES = 1 << 16
 
 
@@ -66,14 +72,26 @@ def prepare_samples(samples: np.ndarray, *, rate: int, sample_rate: int) -> Audi
     _check_header(rate, 1)
     if len(samples) == 0:
         raise EmptyAudio("the audio has no samples")
-    if not np.isfinite(samples).all():
-        raise InvalidAudio("the audio contains NaN or infinite samples")
-    samples = samples.astype(np.float32, copy=False)
+    samples = check_samples(samples)
     if rate != sample_rate:
         samples = soxr.resample(samples, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
         if len(samples) == 0:  # a few samples at a higher rate can resample to none
             raise EmptyAudio(f"the audio is shorter than one sample at {sample_rate} Hz")
     return Audio(np.ascontiguousarray(samples), sample_rate)
+
+
+def check_samples(samples: np.ndarray) -> np.ndarray:
+    """float32 samples within full scale: refuses NaN/infinity (`InvalidAudio`), clips the rest.
+
+    Integer PCM is within full scale by construction; float input (WAV/FLAC float, `f32le`) may
+    carry any finite value, and values near float32's maximum overflow the model's first layers
+    to infinity and NaN. Clipping keeps the samples of every path within [-1, 1] the same way."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if not np.isfinite(samples).all():
+        raise InvalidAudio("the audio contains NaN or infinite samples")
+    if len(samples) and float(np.abs(samples).max()) > FULL_SCALE:
+        samples = np.clip(samples, -FULL_SCALE, FULL_SCALE)
+    return samples
 
 
 def _check_header(rate: int, channels: int) -> None:
@@ -93,5 +111,5 @@ def pcm_to_float(data: bytes, encoding: str) -> np.ndarray:
     if encoding == "pcm_s16le":
         return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     if encoding == "f32le":
-        return np.frombuffer(data, dtype="<f4").astype(np.float32)
+        return check_samples(np.frombuffer(data, dtype="<f4").astype(np.float32))
     raise InvalidAudio(f"unknown encoding {encoding!r}; expected 'pcm_s16le' or 'f32le'")

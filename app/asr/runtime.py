@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from app.asr.errors import InvalidAudio
 from app.asr.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,15 @@ class AcousticModel:
         self.output_name = session.get_outputs()[0].name
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """One ONNX call on an already padded batch `[B, N]` -> `[B, T, V]`."""
-        return self.session.run([self.output_name], {self.input_name: batch.astype(np.float32, copy=False)})[0]
+        """One ONNX call on an already padded batch `[B, N]` -> `[B, T, V]`.
+
+        Raises `InvalidAudio` rather than return non-finite emissions: input samples are clipped
+        where they enter (`app.asr.audio.check_samples`), so this keeps any other cause (a broken
+        graph, say) away from the decoders, whose searches assume finite scores."""
+        out = self.session.run([self.output_name], {self.input_name: batch.astype(np.float32, copy=False)})[0]
+        if not np.isfinite(out).all():
+            raise InvalidAudio("the acoustic model produced non-finite scores for this audio")
+        return out
 
     def pad(self, samples: np.ndarray) -> np.ndarray:
         """The bundle's zero padding around a waveform, and up to the shortest accepted input."""
