@@ -62,13 +62,17 @@ def load_clips(
     rows = [row for path in paths for row in read_manifest(path)]
     if limit is not None:
         rows = rows[:limit]
-    jobs = [(row, sample_rate, max_seconds) for row in rows]
+    # A manifest listed several times (to weight a source) is decoded once: its clips share arrays.
+    unique = list(dict.fromkeys((row["audio"], row["text"]) for row in rows))
+    by_key = {(row["audio"], row["text"]): row for row in rows}
+    jobs = [(by_key[key], sample_rate, max_seconds) for key in unique]
     if workers <= 1:
         loaded = [_load_row(job) for job in tqdm(jobs, desc="loading audio", mininterval=5)]
     else:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             loaded = list(tqdm(pool.imap(_load_row, jobs, chunksize=64), total=len(jobs), desc="loading audio", mininterval=5))
-    return [clip for clip in loaded if clip is not None]
+    clips = dict(zip(unique, loaded, strict=True))
+    return [clip for clip in (clips[(row["audio"], row["text"])] for row in rows) if clip is not None]
 
 
 def length_batches(lengths: list[int], *, max_samples: int, rng: np.random.Generator, max_batch: int = 64) -> Iterator[list[int]]:
