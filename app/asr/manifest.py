@@ -11,6 +11,10 @@ Acoustic ONNX graphs take `waveform` `[B, N]` float32 at `sample_rate` and retur
 exactly the context each frame needs, and equal the one-pass result. Attention models
 (`context == "full"`) see the whole input and are windowed with overlap instead.
 
+Punctuation graphs (`kind == "punctuation"`, `app.asr.punctuation`) take `words` and `suffixes`
+`[B, T]` int64 (ids from the bundle's vocabulary side file) and return `case_logits` `[B, T, C]`
+and `mark_logits` `[B, T, M]`; `Manifest.punctuation` names their labels and side files.
+
 Language-model graphs (`kind == "lm"`) take `tokens` `[B, T]` int64 and the memories of all
 layers stacked, `mems_in` `[n_layer, B, M, d_model]`, and return `logits` `[B, T, V]`, the
 new memories and each layer's input at the current positions (see `app.asr.rescoring`).
@@ -28,8 +32,10 @@ from app.asr.tokens import TokenTable
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-Kind = Literal["acoustic", "lm"]
-Architecture = Literal["wav2letter", "wav2vec2", "transformer_xl"]
+Kind = Literal["acoustic", "lm", "punctuation"]
+Architecture = Literal["wav2letter", "wav2vec2", "transformer_xl", "punctuation_tagger"]
+KINDS: tuple[str, ...] = ("acoustic", "lm", "punctuation")
+ARCHITECTURES: tuple[str, ...] = ("wav2letter", "wav2vec2", "transformer_xl", "punctuation_tagger")
 Criterion = Literal["ctc", "asg"]
 Precision = Literal["fp32", "int8", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "int8", "fp16")
@@ -81,6 +87,26 @@ class DecodingDefaults:
 
 
 @dataclass(frozen=True)
+class PunctuationSpec:
+    """What a punctuation bundle's runtime needs besides the graph (see `app.asr.punctuation_text`)."""
+
+    vocabulary: str  # side file: one word per line; word id = line index + 2 (0 pads, 1 unknown)
+    known_forms: str  # side file: JSON {word: form} for the `known` case ("mcdonald": "McDonald", "mr": "Mr.")
+    cases: tuple[str, ...]  # case labels in logit order
+    marks: tuple[str, ...]  # marks in logit order ("" first)
+    suffix_buckets: int  # suffix ids are crc32(last three letters) % suffix_buckets + 1
+    max_words: int  # longest window the graph takes
+    window: int = 128  # words per window for long transcripts
+    overlap: int = 32  # words of context on each side of a window's kept centre
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cases", tuple(self.cases))
+        object.__setattr__(self, "marks", tuple(self.marks))
+        if not 0 <= 2 * self.overlap < self.window <= self.max_words:
+            raise ValueError(f"punctuation window {self.window} / overlap {self.overlap} must satisfy 2*overlap < window <= max_words ({self.max_words})")
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     kind: Kind
@@ -102,6 +128,7 @@ class Manifest:
     parity: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # architecture details (LM sizes ...)
+    punctuation: PunctuationSpec | None = None  # kind "punctuation" only
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -123,7 +150,7 @@ class Manifest:
             raise ManifestError(f"unknown bundle format_version {version!r} (this server reads {FORMAT_VERSION})")
         try:
             data = dict(data)
-            tok = data.pop("tokens")
+            tok = data.pop("tokens", {"tokens": []})
             tokens = TokenTable(
                 tokens=tuple(tok["tokens"]),
                 word_separator=tok.get("word_separator", "|"),
@@ -134,18 +161,28 @@ class Manifest:
             files = {k: FileEntry(**v) for k, v in data.pop("files").items()}
             side = {k: FileEntry(**v) for k, v in data.pop("side_files", {}).items()}
             decoding = DecodingDefaults(**data.pop("decoding", {}))
-            manifest = cls(tokens=tokens, files=files, side_files=side, decoding=decoding, **data)
+            punctuation = data.pop("punctuation", None)
+            punctuation = PunctuationSpec(**punctuation) if punctuation is not None else None
+            manifest = cls(tokens=tokens, files=files, side_files=side, decoding=decoding, punctuation=punctuation, **data)
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"malformed manifest: {e}") from e
         manifest.validate()
         return manifest
 
     def validate(self) -> None:
-        if self.kind not in ("acoustic", "lm"):
-            raise ManifestError(f"unknown kind {self.kind!r}")
-        if self.architecture not in ("wav2letter", "wav2vec2", "transformer_xl"):
+        if self.kind not in KINDS:
+            raise ManifestError(f"unknown kind {self.kind!r}; expected one of {KINDS}")
+        if self.architecture not in ARCHITECTURES:
             raise ManifestError(f"unknown architecture {self.architecture!r}")
-        if not self.files or "fp32" not in self.files:
+        if self.kind == "punctuation":
+            if not self.files:
+                raise ManifestError("manifest lists no ONNX file")
+            if self.punctuation is None:
+                raise ManifestError("a punctuation bundle must describe its labels and side files (punctuation)")
+            for name in (self.punctuation.vocabulary, self.punctuation.known_forms):
+                if name not in {entry.path for entry in self.side_files.values()}:
+                    raise ManifestError(f"punctuation side file {name!r} is not listed in side_files")
+        elif not self.files or "fp32" not in self.files:
             raise ManifestError("manifest lists no fp32 ONNX file")
         for precision in self.files:
             if precision not in PRECISIONS:
