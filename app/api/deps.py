@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from app.api.service import Upload, read_upload
 from app.asr.recognizer import Recognizer
 from app.config import Settings
 
@@ -44,3 +45,11 @@ def require_api_key(request: Request) -> None:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RecognizerDep = Annotated[Recognizer, Depends(get_recognizer)]
+
+
+async def get_upload(request: Request, settings: SettingsDep) -> Upload:
+    """The request's audio (multipart `file` or raw body) and its other form fields, within the upload limit."""
+    return await read_upload(request, max_bytes=settings.max_upload_bytes)
+
+
+UploadDep = Annotated[Upload, Depends(get_upload)]

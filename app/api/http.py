@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import RecognizerDep, SettingsDep, require_api_key
+from app.api.deps import RecognizerDep, UploadDep, require_api_key
+from app.api.params import TranscribeOptionsDep
 from app.api.schemas import ErrorOut, ModelList, ModelOut, TranscriptionOut
-from app.api.service import read_upload, transcribe_bytes
-from app.asr.errors import InvalidOption
-from app.asr.options import DecodeOptions
+from app.api.service import transcribe_bytes
 
 router = APIRouter()
 protected = APIRouter(dependencies=[Depends(require_api_key)])
@@ -29,78 +26,12 @@ AUDIO_BODY = {
 ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 404, 413, 415, 422, 429)}
 
 
-def parse_bool(name: str, value: str | bool | None) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise InvalidOption(f"{name}={value!r} is not a boolean; use true or false")
-
-
-def parse_number(name: str, value: str | None, kind: type[int] | type[float]) -> int | float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return kind(value)
-    except ValueError as e:
-        raise InvalidOption(f"{name}={value!r} is not a valid {kind.__name__}") from e
-
-
-def options_from(fields: dict[str, list[str]], query: dict[str, str | None]) -> tuple[str | None, DecodeOptions]:
-    """Decoding options from query parameters, overridden by form fields of the same name."""
-
-    def get(name: str) -> str | None:
-        values = fields.get(name)
-        return values[-1] if values else query.get(name)
-
-    hotwords = [h for v in fields.get("hotwords", []) for h in v.split(",")] or ([h for h in (query.get("hotwords") or "").split(",")] if query.get("hotwords") else [])
-    decoder = get("decoder")
-    precision = get("precision")
-    options = DecodeOptions(
-        decoder=decoder or None,  # type: ignore[arg-type]
-        beam_size=parse_number("beam_size", get("beam_size"), int),  # type: ignore[arg-type]
-        nbest=parse_number("nbest", get("nbest"), int) or 1,  # type: ignore[arg-type]
-        lm=parse_bool("lm", get("lm")),
-        rescore=bool(parse_bool("rescore", get("rescore"))),
-        lm_weight=parse_number("lm_weight", get("lm_weight"), float),
-        word_score=parse_number("word_score", get("word_score"), float),
-        allow_oov=parse_bool("allow_oov", get("allow_oov")),
-        word_timestamps=parse_bool("word_timestamps", get("word_timestamps")) is not False,
-        vtln=parse_bool("vtln", get("vtln")),
-        hotwords=tuple(h.strip() for h in hotwords if h.strip()),
-        precision=precision or None,  # type: ignore[arg-type]
-    )
-    return get("model"), options
-
-
 @protected.post("/v1/transcribe", response_model=TranscriptionOut, responses=ERRORS, openapi_extra=AUDIO_BODY)
-async def transcribe(
-    request: Request,
-    settings: SettingsDep,
-    model: Annotated[str | None, Query(max_length=200, description="bundle name; empty or 'default' for the default model")] = None,
-    decoder: Annotated[Literal["greedy", "beam"] | None, Query()] = None,
-    beam_size: Annotated[int | None, Query(ge=1, le=512)] = None,
-    nbest: Annotated[int | None, Query(ge=1, le=32)] = None,
-    lm: Annotated[bool | None, Query(description="n-gram shallow fusion (beam only)")] = None,
-    rescore: Annotated[bool | None, Query(description="Transformer-XL n-best rescoring")] = None,
-    lm_weight: Annotated[float | None, Query(ge=-100, le=100)] = None,
-    word_score: Annotated[float | None, Query(ge=-100, le=100)] = None,
-    allow_oov: Annotated[bool | None, Query(description="beam with lexicon: allow words outside the lexicon")] = None,
-    word_timestamps: Annotated[bool | None, Query()] = None,
-    vtln: Annotated[bool | None, Query(description="speaker normalisation by frequency warping (default: the bundle's)")] = None,
-    hotwords: Annotated[str | None, Query(max_length=10000, description="comma-separated words or phrases, each optionally 'phrase:boost'")] = None,
-    precision: Annotated[Literal["fp32", "int8", "fp16"] | None, Query()] = None,
-) -> TranscriptionOut:
-    """Transcribe one audio file sent as multipart field `file` or as the raw request body."""
-    upload = await read_upload(request, max_bytes=settings.max_upload_bytes)
-    query = {k: (None if v is None else str(v).lower() if isinstance(v, bool) else str(v)) for k, v in {
-        "model": model, "decoder": decoder, "beam_size": beam_size, "nbest": nbest, "lm": lm, "rescore": rescore, "lm_weight": lm_weight,
-        "word_score": word_score, "allow_oov": allow_oov, "word_timestamps": word_timestamps, "vtln": vtln, "hotwords": hotwords, "precision": precision}.items()}
-    name, options = options_from(upload.fields, query)
-    transcript = await transcribe_bytes(request, upload.data, model=name, options=options, endpoint="transcribe")
+async def transcribe(request: Request, upload: UploadDep, options: TranscribeOptionsDep) -> TranscriptionOut:
+    """Transcribe one audio file sent as multipart field `file` or as the raw request body.
+
+    Options come as query parameters or as form fields of the same name (a form field wins)."""
+    transcript = await transcribe_bytes(request, upload.data, model=options.model, options=options.decode_options(), endpoint="transcribe")
     request.app.state.metrics.requests.labels(endpoint="transcribe", status="200").inc()
     return TranscriptionOut.model_validate(transcript.to_json())
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from app.api.deps import SettingsDep, require_api_key
+from app.api.deps import UploadDep, require_api_key
 from app.api.formats import to_srt, to_verbose_json, to_vtt
-from app.api.http import ERRORS, options_from
-from app.api.service import read_upload, transcribe_bytes
+from app.api.http import ERRORS
+from app.api.params import FormOptionsDep
+from app.api.service import transcribe_bytes
 from app.asr.errors import InvalidOption
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
@@ -44,9 +45,8 @@ OPENAI_BODY = {
 
 
 @router.post("/v1/audio/transcriptions", responses=ERRORS, openapi_extra=OPENAI_BODY)
-async def create_transcription(request: Request, settings: SettingsDep) -> Response:
+async def create_transcription(request: Request, upload: UploadDep, options: FormOptionsDep) -> Response:
     """OpenAI's transcription endpoint on this server's models."""
-    upload = await read_upload(request, max_bytes=settings.max_upload_bytes)
     fields = upload.fields
     response_format = (fields.get("response_format") or ["json"])[-1]
     if response_format not in RESPONSE_FORMATS:
@@ -55,10 +55,8 @@ async def create_transcription(request: Request, settings: SettingsDep) -> Respo
     unknown = granularities - {"word", "segment"}
     if unknown:
         raise InvalidOption(f"timestamp_granularities {sorted(unknown)} unknown; use 'word' and/or 'segment'")
-    model, options = options_from(fields, {})
-    if model in OPENAI_MODEL_ALIASES:
-        model = None
-    transcript = await transcribe_bytes(request, upload.data, model=model, options=options, endpoint="audio_transcriptions")
+    model = None if options.model in OPENAI_MODEL_ALIASES else options.model
+    transcript = await transcribe_bytes(request, upload.data, model=model, options=options.decode_options(), endpoint="audio_transcriptions")
     request.app.state.metrics.requests.labels(endpoint="audio_transcriptions", status="200").inc()
     if response_format == "text":
         return PlainTextResponse(transcript.text + "\n")

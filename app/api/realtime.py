@@ -265,10 +265,10 @@ class RealtimeSession(StreamSession):
 
     def next_stream(self) -> None:
         """Start a new item's stream after a commit or clear; rescoring memory carries over."""
-        memory = self.stream.rescore_mems
+        memory = self.stream.memory
         self.base_ms += self.stream_samples * 1000 / self.audio.sample_rate
         self.stream, self.audio = self.open_stream(self.config)
-        self.stream.rescore_mems = memory
+        self.stream.memory = memory
         self.stream_samples = self.pending = 0
 
     def ms(self, seconds: float) -> int:
@@ -330,7 +330,7 @@ class RealtimeSession(StreamSession):
                 self.config.audio_format, self.config.sample_rate, self.config.stream_config()["model"]):
             if self.pending:
                 raise RealtimeError("buffer_not_empty", "the model or input audio format can change only with an empty buffer; commit or clear it first", "session")
-            stream.rescore_mems = self.stream.rescore_mems
+            stream.memory = self.stream.memory
             self.base_ms += self.stream_samples * 1000 / self.audio.sample_rate
             self.stream, self.audio, self.stream_samples = stream, audio, 0
         else:  # turn detection applies to the running stream at once

@@ -41,7 +41,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from app.api.deps import bearer_token, key_is_valid
-from app.api.http import options_from
+from app.api.params import RequestOptions
 from app.asr.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, pcm_to_float
 from app.asr.errors import ASRError, EmptyAudio, InvalidAudio
 from app.asr.streaming import Stream, StreamOptions, StreamResult
@@ -100,15 +100,13 @@ def parse_config(text: str) -> dict[str, Any]:
 
 def build_stream(websocket: WebSocket, config: dict[str, Any]) -> tuple[Stream, AudioFormat]:
     state = websocket.app.state
-    fields = {k: [str(v).lower() if isinstance(v, bool) else str(v)] for k, v in config.items() if k in (
-        "model", "decoder", "beam_size", "nbest", "lm", "rescore", "lm_weight", "word_score", "allow_oov", "word_timestamps", "precision") and v is not None}
     hotwords = config.get("hotwords", [])
     if not isinstance(hotwords, list) or not all(isinstance(h, str) for h in hotwords):
         raise ProtocolError("invalid_config", "hotwords must be a list of strings")
-    fields["hotwords"] = [",".join(hotwords)] if hotwords else []
     try:
-        model, options = options_from(fields, {})
-        bundle = state.recognizer.bundle(model)
+        request = RequestOptions.parse({k: v for k, v in config.items() if k in RequestOptions.model_fields and v is not None})
+        options = request.decode_options()
+        bundle = state.recognizer.bundle(request.model)
         acoustic = state.recognizer.acoustic_model(bundle, options)
         stream_options = StreamOptions(
             interim_results=bool(config.get("interim_results", True)),

@@ -38,7 +38,7 @@ from app.asr.lexicon import HotNode, Hotword, HotwordGraph, Lexicon, TrieNode, o
 from app.asr.ngram import NgramLM
 from app.asr.tokens import TokenTable
 
-MAX_BEAM_SIZE = 1024
+MAX_BEAM_SIZE = 1024  # the one bound on beam width: library calls and requests (app.asr.options) alike
 _NEG_INF = -math.inf
 
 

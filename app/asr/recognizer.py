@@ -22,18 +22,18 @@ from typing import Any
 import numpy as np
 
 from app.asr import fastbeam
-from app.asr.beam import BeamOptions, beam_search
+from app.asr.beam import beam_search
 from app.asr.bundle import AcousticBundle, BundleSet
 from app.asr.decoding import asg_segments, ctc_segments, viterbi_asg
 from app.asr.errors import InvalidOption, UnknownModel
 from app.asr.kenlm_binary import load_lm
-from app.asr.lexicon import Lexicon, parse_hotwords
-from app.asr.options import DecodeOptions
+from app.asr.lexicon import Lexicon
+from app.asr.options import DecodeOptions, ResolvedOptions, resolve
 from app.asr.rescoring import Hypothesis as RescoreCandidate
 from app.asr.rescoring import TransformerXLScorer, rescore
 from app.asr.runtime import AcousticModel
 from app.asr.tokens import TokenTable
-from app.asr.vtln import DEFAULT_WARPS, best_warp
+from app.asr.vtln import best_warp
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Transcript:
     duration: float
     model: str
     timings: dict[str, float] = field(default_factory=dict)
-    rescore_mems: Any = field(default=None, repr=False, compare=False)  # Transformer-XL memory after this result
+    memory: Any = field(default=None, repr=False, compare=False)  # Transformer-XL memory after this result (rescoring)
     warp: float | None = None  # the VTLN frequency warp the emissions were computed with (None: not normalised)
 
     def to_json(self) -> dict[str, Any]:
@@ -94,21 +94,18 @@ class Recognizer:
         return self.bundles.acoustic[name]
 
     def acoustic_model(self, bundle: AcousticBundle, options: DecodeOptions) -> AcousticModel:
-        precision = options.precision or "fp32"
-        if precision not in bundle.models:
-            raise InvalidOption(f"model {bundle.name!r} has no {precision} graph; it has {sorted(bundle.models)}")
-        return bundle.models[precision]
+        return bundle.models[resolve(options, bundle).precision]
 
     # --- the whole path -------------------------------------------------------------------
     def transcribe(self, samples: np.ndarray, *, model: str | None, options: DecodeOptions, progress: Callable[[float], None] | None = None) -> Transcript:
         """Samples at the bundle's rate -> transcript (the offline path: CLI, evaluation)."""
         bundle = self.bundle(model)
         started = time.perf_counter()
-        model = self.acoustic_model(bundle, options)
-        warps = self.vtln_warps(bundle, options)
+        resolved = resolve(options, bundle)
+        model = bundle.models[resolved.precision]
         warp = None
-        if warps:
-            warp, emissions = best_warp(samples, warps, model.emissions)
+        if resolved.vtln_warps:
+            warp, emissions = best_warp(samples, resolved.vtln_warps, model.emissions)
         else:
             emissions = model.emissions(samples, progress)
         acoustic = time.perf_counter() - started
@@ -122,79 +119,63 @@ class Recognizer:
         return transcript
 
     def vtln_warps(self, bundle: AcousticBundle, options: DecodeOptions) -> tuple[float, ...]:
-        """The frequency warps to try on this request's audio: the bundle's, unless the request
-        turns normalisation off (vtln=false) or on for a bundle that lists none (DEFAULT_WARPS)."""
-        if options.vtln is False:
-            return ()
-        warps = bundle.manifest.decoding.vtln_warps
-        return warps or (DEFAULT_WARPS if options.vtln else ())
+        """The frequency warps to try on this request's audio (see `app.asr.options.resolve`)."""
+        return resolve(options, bundle).vtln_warps
 
-    def decode(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions, *, duration: float, frame_offset: int = 0) -> Transcript:
-        """Decode `[T, V]` emissions of one utterance. `frame_offset` shifts word times (streams)."""
+    def decode(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions, *, duration: float, frame_offset: int = 0,
+               memory: Any = None) -> Transcript:
+        """Decode `[T, V]` emissions of one utterance. `frame_offset` shifts word times (streams);
+        `memory` is the Transformer-XL memory of what came before (rescoring)."""
+        resolved = resolve(options, bundle)
         manifest = bundle.manifest
-        decoder = options.decoder or manifest.decoding.decoder
-        if decoder == "beam":
-            return self._decode_beam(bundle, emissions, options, duration=duration, frame_offset=frame_offset)
+        if resolved.decoder == "beam":
+            return self._decode_beam(bundle, emissions, resolved, duration=duration, frame_offset=frame_offset, memory=memory)
         segments, score = greedy_segments(emissions, bundle)
         text = manifest.tokens.decode([tok for tok, _ in segments])
-        words = align_words(segments, emissions, bundle, frame_offset=frame_offset) if options.word_timestamps else []
+        words = align_words(segments, emissions, bundle, frame_offset=frame_offset) if resolved.word_timestamps else []
         return Transcript(text, words, [NBestEntry(text, score, score)], duration, bundle.name)
 
-    def decode_segments(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions, *, duration: float) -> Transcript:
+    def decode_segments(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions, *, duration: float, memory: Any = None) -> Transcript:
         """Decode a long recording segment by segment, cut at pauses, carrying the Transformer-XL
         memory of each segment's chosen hypothesis into the rescoring of the next."""
         parts: list[Transcript] = []
-        memory = options.rescore_memory
         for start, end in pause_segments(emissions, bundle, max_frames=SEGMENT_FRAMES):
-            part = self.decode(bundle, emissions[start:end], options.with_(rescore_memory=memory), duration=0.0, frame_offset=start)
-            memory = part.rescore_mems if part.rescore_mems is not None else memory
+            part = self.decode(bundle, emissions[start:end], options, duration=0.0, frame_offset=start, memory=memory)
+            memory = part.memory if part.memory is not None else memory
             parts.append(part)
         text = " ".join(p.text for p in parts if p.text)
         total = sum(p.nbest[0].score for p in parts if p.nbest)
         acoustic = sum(p.nbest[0].acoustic_score for p in parts if p.nbest)
-        return Transcript(text, [w for p in parts for w in p.words], [NBestEntry(text, total, acoustic)], duration, bundle.name, rescore_mems=memory)
+        return Transcript(text, [w for p in parts for w in p.words], [NBestEntry(text, total, acoustic)], duration, bundle.name, memory=memory)
 
-    def _decode_beam(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions, *, duration: float, frame_offset: int) -> Transcript:
+    def _decode_beam(self, bundle: AcousticBundle, emissions: np.ndarray, resolved: ResolvedOptions, *, duration: float, frame_offset: int,
+                     memory: Any) -> Transcript:
         manifest = bundle.manifest
-        defaults = manifest.decoding
-        use_lm = options.lm if options.lm is not None else bundle.lm_path is not None
-        if use_lm and bundle.lm_path is None:
-            raise InvalidOption(f"model {bundle.name!r} ships no n-gram LM; use lm=false")
-        lm = self._resource(bundle, "lm") if use_lm else None
-        lexicon = self._resource(bundle, "lexicon") if use_lm and bundle.lexicon_path is not None else None
-        beam_size = options.beam_size or defaults.beam_size
+        lm = self._resource(bundle, "lm") if resolved.lm else None
+        lexicon = self._resource(bundle, "lexicon") if resolved.lm and bundle.lexicon_path is not None else None
         try:
-            hotwords = parse_hotwords(options.hotwords, defaults.hotword_boost)
-            beam_options = BeamOptions(beam_size=beam_size, beam_threshold=defaults.beam_threshold, nbest=max(options.nbest, min(beam_size, 8) if options.rescore else 1),
-                                       lm_weight=defaults.lm_weight if options.lm_weight is None else options.lm_weight,
-                                       word_score=defaults.word_score if options.word_score is None else options.word_score,
-                                       silence_score=defaults.silence_score, unk_score=defaults.unk_score,
-                                       allow_oov=defaults.allow_oov if options.allow_oov is None else options.allow_oov)
             scores = log_softmax(emissions) if manifest.criterion == "ctc" else emissions
             hypotheses = beam_search(scores, criterion=manifest.criterion or "ctc", tokens=manifest.tokens, transitions=bundle.transitions,
-                                     options=beam_options, lm=lm, lexicon=lexicon, hotwords=hotwords)
+                                     options=resolved.beam, lm=lm, lexicon=lexicon, hotwords=resolved.hotwords)
         except ValueError as e:
             raise InvalidOption(str(e)) from e
         table = manifest.tokens
         nbest = [NBestEntry(table.decode(h.tokens), h.score, h.acoustic_score, h.lm_score if lm is not None else None) for h in hypotheses]
         best = hypotheses[0] if hypotheses else None
         mems = None
-        if options.rescore and hypotheses:
-            order, txl, mems = self._rescore(bundle, nbest, options)
+        if resolved.rescore and hypotheses:
+            order, txl, mems = self._rescore(bundle, nbest, resolved, memory)
             nbest = [replace(nbest[i], score=total, txl_score=txl[i]) for i, total in order]
             best = hypotheses[order[0][0]]
-        nbest = nbest[: options.nbest]
-        words = align_words(list(zip(best.tokens, best.frames, strict=True)), emissions, bundle, frame_offset=frame_offset) if best and options.word_timestamps else []
-        return Transcript(nbest[0].text if nbest else "", words, nbest, duration, bundle.name, rescore_mems=mems)
+        nbest = nbest[: resolved.nbest]
+        words = align_words(list(zip(best.tokens, best.frames, strict=True)), emissions, bundle, frame_offset=frame_offset) if best and resolved.word_timestamps else []
+        return Transcript(nbest[0].text if nbest else "", words, nbest, duration, bundle.name, memory=mems)
 
-    def _rescore(self, bundle: AcousticBundle, nbest: list[NBestEntry], options: DecodeOptions) -> tuple[list[tuple[int, float]], list[float], Any]:
+    def _rescore(self, bundle: AcousticBundle, nbest: list[NBestEntry], resolved: ResolvedOptions, memory: Any) -> tuple[list[tuple[int, float]], list[float], Any]:
         """Re-rank with the Transformer-XL LM; returns (index, total) best first, LM scores, the winner's memory."""
         scorer = self._rescorer(bundle)
-        defaults = bundle.manifest.decoding
-        alpha = defaults.rescore_alpha if options.rescore_alpha is None else options.rescore_alpha
-        beta = defaults.rescore_beta if options.rescore_beta is None else options.rescore_beta
         candidates = [RescoreCandidate(entry.text, entry.acoustic_score, entry.score - entry.acoustic_score) for entry in nbest]
-        ranked = rescore(candidates, scorer=scorer, alpha=alpha, beta=beta, mems=options.rescore_memory)
+        ranked = rescore(candidates, scorer=scorer, alpha=resolved.rescore_alpha, beta=resolved.rescore_beta, mems=memory)
         index = {id(c): i for i, c in enumerate(candidates)}
         txl = [0.0] * len(nbest)
         for r in ranked:

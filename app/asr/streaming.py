@@ -64,7 +64,7 @@ class Stream:
     emissions: list[np.ndarray] = field(default_factory=list)
     utterance_start: int = 0  # global frame index where the current utterance begins
     last_partial: str = ""
-    rescore_mems: object | None = None  # Transformer-XL memory carried from final to final
+    memory: object | None = None  # Transformer-XL memory carried from final to final (rescoring)
     history: list[np.ndarray] | None = None  # every committed frame, when a caller asks to keep them
 
     def __post_init__(self) -> None:
@@ -172,10 +172,10 @@ class Stream:
     def _final(self) -> StreamResult:
         emissions = np.concatenate(self.emissions) if self.emissions else np.zeros((0, len(self.bundle.manifest.tokens)), np.float32)
         start = self.utterance_start
-        options = self.options.with_(rescore_memory=self.rescore_mems) if self.options.rescore else self.options
-        transcript = self.recognizer.decode(self.bundle, emissions, options, duration=len(emissions) * self.frame_seconds, frame_offset=start)
-        if transcript.rescore_mems is not None:
-            self.rescore_mems = transcript.rescore_mems
+        transcript = self.recognizer.decode(self.bundle, emissions, self.options, duration=len(emissions) * self.frame_seconds, frame_offset=start,
+                                            memory=self.memory)
+        if transcript.memory is not None:
+            self.memory = transcript.memory
         self.emissions = []
         self.utterance_start = start + len(emissions)
         self.last_partial = ""

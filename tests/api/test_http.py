@@ -247,3 +247,23 @@ def test_beam_bad_options(client: TestClient, wav16k: bytes) -> None:
         assert 400 <= r.status_code < 500, (params, r.text)
     ok = client.post("/v1/transcribe", params={"decoder": "beam", "hotwords": "zebra:8,quick brown"}, content=wav16k)
     assert ok.status_code == 200, ok.text
+
+
+def test_option_bounds_hold_for_query_form_and_stream(client: TestClient, wav16k: bytes) -> None:
+    """One model of the options: the same bounds however the options arrive (issue 26: a 5 MiB
+    `hotwords` form field was decoded for 16 s)."""
+    import time
+
+    huge = ",".join(["zebra"] * 5000)  # 30 kB: over the hotwords bound, under any form-field cap
+    started = time.perf_counter()
+    form = client.post("/v1/transcribe", data={"hotwords": huge, "decoder": "beam"}, files={"file": ("a.wav", wav16k)})
+    assert form.status_code == 422 and "hotwords" in form.json()["error"]["message"], form.text
+    assert time.perf_counter() - started < 5
+    assert client.post("/v1/transcribe", params={"hotwords": "x" * 101}, content=wav16k).status_code == 422
+    openai = client.post("/v1/audio/transcriptions", data={"hotwords": huge}, files={"file": ("a.wav", wav16k)})
+    assert openai.status_code == 422, openai.text
+    assert client.post("/v1/transcribe", data={"beam_size": "1025"}, files={"file": ("a.wav", wav16k)}).status_code == 422
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_text('{"hotwords": ["' + "y" * 101 + '"]}')
+        error = ws.receive_json()
+        assert error["code"] == "invalid_option" and "hotword" in error["message"]
