@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from models.train import corpus
-from models.train.corpus import ClipSpec, build_text_pools, make_synth_spec, run_job
+from models.train.corpus import build, engines, text
+from models.train.corpus.build import run_job
+from models.train.corpus.engines import ClipSpec, make_synth_spec
+from models.train.corpus.text import build_text_pools
 
 SENTENCES = ("the quick brown fox jumps over the lazy dog", "it's twelve o'clock in the morning")
 
@@ -35,7 +37,7 @@ def test_synthesis_writes_16k_flac_and_manifest(tmp_path: Path) -> None:
     specs = [
         make_synth_spec("train", SENTENCES[0], "espeak", "en-gb-scotland+m3", speed=180, pitch=40),
         make_synth_spec("train", SENTENCES[1], "flite", "kal16", stretch=1.1),
-        make_synth_spec("test_slt", SENTENCES[0], "flite", corpus.HELDOUT_FLITE_VOICE),
+        make_synth_spec("test_slt", SENTENCES[0], "flite", engines.HELDOUT_FLITE_VOICE),
     ]
     results = run_job((str(tmp_path), specs))
     durations = {s.rel_path: d for s, d in results}
@@ -44,14 +46,14 @@ def test_synthesis_writes_16k_flac_and_manifest(tmp_path: Path) -> None:
     # Idempotent: a second run finds the files and reports the same durations.
     assert {s.rel_path: d for s, d in run_job((str(tmp_path), specs))} == pytest.approx(durations)
 
-    rows = corpus.write_manifests(specs, durations, tmp_path)
+    rows = build.write_manifests(specs, durations, tmp_path)
     lines = (tmp_path / "train.jsonl").read_text().splitlines()
     assert len(lines) == 2 and len(rows["test_slt"]) == 1
     for line in lines:
         row = json.loads(line)
         assert set(row) == {"audio", "text", "speaker", "duration"}
         assert Path(row["audio"]).is_absolute() and Path(row["audio"]).exists()
-        assert row["text"] in SENTENCES and row["speaker"] not in corpus.HELDOUT_SPEAKERS
+        assert row["text"] in SENTENCES and row["speaker"] not in engines.HELDOUT_SPEAKERS
 
 
 def test_festival_batch(tmp_path: Path) -> None:
@@ -65,10 +67,10 @@ def test_training_voices_never_use_heldout_speaker() -> None:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    speakers = {corpus.draw_training_voice("train", "a b c", rng).speaker for _ in range(3000)}
-    assert not speakers & corpus.HELDOUT_SPEAKERS
-    engines = {s.split(":")[0] for s in speakers}
-    assert engines == {"espeak", "flite", "festival"}
+    speakers = {engines.draw_training_voice("train", "a b c", rng).speaker for _ in range(3000)}
+    assert not speakers & engines.HELDOUT_SPEAKERS
+    engine_names = {s.split(":")[0] for s in speakers}
+    assert engine_names == {"espeak", "flite", "festival"}
 
 
 def test_heldout_sentences_stay_out_of_training_text(tmp_path: Path) -> None:
@@ -84,7 +86,7 @@ def test_heldout_sentences_stay_out_of_training_text(tmp_path: Path) -> None:
     (text_dir / "gutenberg_x.txt").write_text(book)
 
     pools = build_text_pools(text_dir)
-    assert pools.heldout and all(corpus.is_heldout(s) for s in pools.heldout)
+    assert pools.heldout and all(text.is_heldout(s) for s in pools.heldout)
     assert not set(pools.heldout) & set(pools.train)
     assert not set(pools.heldout) & set(pools.lm_train)
     assert "mr smith came in" in pools.lm_train
@@ -127,18 +129,18 @@ def test_raised_pitch_voices_really_speak_higher(tmp_path: Path, engine: str, vo
 def test_high_pitch_clips_leave_the_rest_of_the_plan_unchanged(tmp_path: Path) -> None:
     import numpy as np
 
-    pools = corpus.TextPools(
+    pools = text.TextPools(
         train=[f"training sentence {i}" for i in range(50)], heldout=[f"heldout sentence {i}" for i in range(700)],
         lm_train=[], lm_heldout=[],
     )  # fmt: skip
     for name in ("an4_train", "fsdd"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "manifest.jsonl").write_text("")
-    base = corpus.plan_corpus(pools, 30, seed=3, data_dir=tmp_path)
-    more = corpus.plan_corpus(pools, 30, seed=3, data_dir=tmp_path, high_pitch=20)
+    base = build.plan_corpus(pools, 30, seed=3, data_dir=tmp_path)
+    more = build.plan_corpus(pools, 30, seed=3, data_dir=tmp_path, high_pitch=20)
     extra = [s for s in more.specs if s not in base.specs]
     assert [s for s in more.specs if s in base.specs] == base.specs and len(extra) == 20
-    assert all(s.split == "train" and s.speaker not in corpus.HELDOUT_SPEAKERS for s in extra)
-    low, high = corpus.HIGH_PITCH_F0
-    assert all(low <= s.pitch <= high and (s.engine, s.voice) in corpus.HIGH_PITCH_VOICES for s in extra)
+    assert all(s.split == "train" and s.speaker not in engines.HELDOUT_SPEAKERS for s in extra)
+    low, high = engines.HIGH_PITCH_F0
+    assert all(low <= s.pitch <= high and (s.engine, s.voice) in engines.HIGH_PITCH_VOICES for s in extra)
     assert len({s.rel_path for s in extra}) == 20 and np.mean([s.engine == "flite" for s in extra]) > 0.2

@@ -1,0 +1,3 @@
+from models.train.corpus.build import main
+
+main()
