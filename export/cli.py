@@ -5,6 +5,7 @@
     asr-export wav2vec2 ~/wav2vec2-base-960h -o bundles/wav2vec2-base-960h --int8
     asr-export wav2vec2-torchaudio state.pt --builder wav2vec2_base --tokens tokens.txt -o bundles/w2v
     asr-export txl runs/txl/last.pt -o models/bundles/txl-char
+    asr-export punctuation runs/punct/last.pt -o models/bundles/punctuation --int8
 
 Each prints the parity check it ran and exits non-zero when parity fails.
 """
@@ -67,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     txl.add_argument("-o", "--out", type=Path, required=True)
     txl.add_argument("--quantize", choices=["int8"])
     txl.add_argument("--int8", action="store_true")
+
+    punct = sub.add_parser("punctuation", help="punctuation and casing tagger checkpoint (models.train.punctuation)")
+    punct.add_argument("checkpoint", type=Path)
+    punct.add_argument("-o", "--out", type=Path, required=True)
+    punct.add_argument("--name", help="bundle name (default: the directory name)")
+    punct.add_argument("--quantize", choices=["int8"])
+    punct.add_argument("--int8", action="store_true", help="write the int8 graph (and drop the fp32 one unless --keep-fp32)")
+    punct.add_argument("--keep-fp32", action="store_true")
     return parser
 
 
@@ -117,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
 
             manifest = export_wav2vec2_torchaudio(args.checkpoint, args.out, builder=args.builder, tokens=args.tokens, blank=args.blank,
                                                   name=args.name, int8=int8, fp16=args.fp16)
+        elif args.source == "punctuation":
+            from export.punctuation import export_punctuation
+
+            manifest = export_punctuation(args.checkpoint, args.out, name=args.name, int8=int8, keep_fp32=args.keep_fp32)
         else:
             from export.txl import export_transformer_xl
 

@@ -60,6 +60,9 @@ class DecodeOptions(BaseModel):
         (), description=f"words or phrases to favour, each optionally 'phrase:boost' (comma-separated in a string); at most {MAX_HOTWORDS}, "
                         f"{MAX_HOTWORD_CHARS} characters each, {MAX_HOTWORDS_CHARS} in all")  # fmt: skip
     precision: Literal["fp32", "int8", "fp16"] | None = Field(None, description="acoustic graph precision; default fp32")
+    punctuate: bool | None = Field(None, description="punctuation and casing in text, n-best and stream finals (partials stay raw; raw_text keeps "
+                                   "the normalised words); default: on when a punctuation bundle is loaded")
+    itn: bool | None = Field(None, description="spoken numbers written as digits ('twenty five percent' -> '25%'); default: as punctuate")
 
     def __init__(self, **values: Any) -> None:
         """Keyword construction in code (the command-line tools, tests) raises `InvalidOption` too."""
@@ -145,6 +148,8 @@ class ResolvedOptions:
     rescore: bool
     rescore_alpha: float
     rescore_beta: float
+    punctuate: bool | None = None  # the recognizer decides None: on when it holds a punctuation bundle
+    itn: bool | None = None  # None: as punctuate
 
 
 def resolve(options: DecodeOptions, bundle: AcousticBundle) -> ResolvedOptions:
@@ -178,6 +183,7 @@ def resolve(options: DecodeOptions, bundle: AcousticBundle) -> ResolvedOptions:
         decoder=decoder, precision=precision, nbest=options.nbest, word_timestamps=options.word_timestamps, vtln_warps=warps,
         beam=beam, lm=lm, hotwords=hotwords, rescore=options.rescore,
         rescore_alpha=_given(options.rescore_alpha, defaults.rescore_alpha), rescore_beta=_given(options.rescore_beta, defaults.rescore_beta),
+        punctuate=options.punctuate, itn=options.itn,
     )  # fmt: skip
 
 

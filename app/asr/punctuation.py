@@ -101,21 +101,27 @@ class Punctuator:
         return join_display(self.punctuate(text.split(), itn=itn, close=close))
 
 
-def render(words: Sequence[str], labels: Labels, *, known: dict[str, str], itn: bool, close: bool) -> list[str]:
-    """Display forms from labels, with the transcript rules (module docstring) and ITN."""
-    n = len(words)
+def transcript_labels(words: Sequence[str], labels: Labels, *, close: bool) -> Labels:
+    """The tagger's labels with the transcript rules: capital first word, capital after a sentence end
+    and for "I", and (with `close`) a sentence-final mark on the last word."""
     cases, marks = labels.cases.copy(), labels.marks.copy()
-    if n == 0:
-        return []
+    if len(words) == 0:
+        return Labels(cases, marks)
     if close and marks[-1] not in SENTENCE_END:
         marks[-1] = PERIOD
-    for i in range(n):
-        if cases[i] == LOWER and (i == 0 or marks[i - 1] in SENTENCE_END or words[i] in PRONOUN_I):
+    for i, word in enumerate(words):
+        if cases[i] == LOWER and (i == 0 or marks[i - 1] in SENTENCE_END or word in PRONOUN_I):
             cases[i] = CAPITAL
-    shown = [display(w, case=int(c), mark=int(m), known=known) for w, c, m in zip(words, cases, marks, strict=True)]
+    return Labels(cases, marks)
+
+
+def render(words: Sequence[str], labels: Labels, *, known: dict[str, str], itn: bool, close: bool) -> list[str]:
+    """Display forms from the tagger's labels, with the transcript rules and ITN."""
+    final = transcript_labels(words, labels, close=close)
+    shown = [display(w, case=int(c), mark=int(m), known=known) for w, c, m in zip(words, final.cases, final.marks, strict=True)]
     if itn:
-        for span in find_numbers(words, [MARKS[m] for m in marks]):
-            mark = MARKS[marks[span.end - 1]]
+        for span in find_numbers(words, [MARKS[m] for m in final.marks]):
+            mark = MARKS[final.marks[span.end - 1]]
             shown[span.start] = span.text + ("" if span.text.endswith(".") and mark == "." else mark)
             for k in range(span.start + 1, span.end):
                 shown[k] = ""

@@ -4,6 +4,7 @@
     asr-train wav2letter --train ... --dev ... --out runs/w2l-asg --criterion asg
     asr-train txl --text ... --heldout ... --out runs/txl
     asr-train wav2vec2 finetune --train ... --dev ... --out runs/w2v2
+    asr-train punctuation prepare --data ../shared/data --out data/punct
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-RECIPES = {"corpus": "models.train.corpus", "wav2letter": "models.train.acoustic", "txl": "models.train.txl", "wav2vec2": "models.train.wav2vec2"}
+RECIPES = {"corpus": "models.train.corpus", "wav2letter": "models.train.acoustic", "txl": "models.train.txl", "wav2vec2": "models.train.wav2vec2",
+           "punctuation": "models.train.punctuation"}
 
 
 def main(argv: list[str] | None = None) -> None:
