@@ -144,7 +144,7 @@ def run_job(job: tuple[str, Sequence[ClipSpec]]) -> list[Result]:
                     loaded = kokoro.synth_kokoro(spec)
                 else:
                     loaded = derived_wave(spec)
-            except (subprocess.SubprocessError, OSError):
+            except (subprocess.SubprocessError, OSError, RuntimeError):  # RuntimeError: espeak-ng or ONNX Runtime on one clip
                 loaded = None
             duration = write_clip(loaded[0], loaded[1], out_dir / "clips" / spec.rel_path) if loaded else None
             results.append((spec, duration))

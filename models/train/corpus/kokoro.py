@@ -223,7 +223,11 @@ def synth_kokoro(spec: ClipSpec) -> Wave | None:
         "style": voice.style(runtime.styles, len(tokens)),  # [1, STYLE_DIM]
         "speed": np.asarray([voice.speed], dtype=np.float32),  # [1]
     }
-    audio = trim_silence(np.asarray(runtime.session.run(None, inputs)[0], dtype=np.float32).ravel(), KOKORO_SAMPLE_RATE)
+    try:
+        raw = runtime.session.run(None, inputs)[0]  # [samples] at 24 kHz
+    except Exception as e:  # ONNX Runtime's errors derive from Exception only
+        raise RuntimeError(f"Kokoro failed on {spec.text!r}: {e}") from e
+    audio = trim_silence(np.asarray(raw, dtype=np.float32).ravel(), KOKORO_SAMPLE_RATE)
     peak = float(np.abs(audio).max(initial=0.0))
     if peak < 1e-4:
         return None
