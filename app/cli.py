@@ -28,10 +28,12 @@ def serve(argv: list[str] | None = None) -> None:
     settings = Settings(**overrides)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from app.main import create_app
-    from app.server import run
+    from app.server import ConnectionLimits, run
 
+    limits = ConnectionLimits(max_connections=settings.max_connections, header_timeout=settings.header_timeout_seconds,
+                              idle_timeout=settings.idle_timeout_seconds)
     run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=30,
-        ws_max_size=settings.ws_max_message_bytes)
+        ws_max_size=settings.ws_max_message_bytes, limits=limits, keep_alive=settings.keep_alive_seconds, drain_delay=settings.drain_delay_seconds)
 
 
 def _offline_recognizer(models_dir: Path | None, model: str | None):  # type: ignore[no-untyped-def]

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     max_streams: int = Field(64, gt=0)
     stream_idle_seconds: float = Field(30.0, gt=0)
     ws_max_message_bytes: int = Field(1 << 20, gt=0)
+    # Connections (enforced by `app.server.LimitedHttpProtocol`)
+    max_connections: int = Field(1000, gt=0, description="open connections (HTTP and WebSocket); past it new ones get 503 at once")
+    header_timeout_seconds: float = Field(10.0, gt=0, description="a request's line and headers must arrive within this")
+    idle_timeout_seconds: float = Field(30.0, gt=0, description="longest pause in a request body being sent")
+    keep_alive_seconds: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this")
+    drain_delay_seconds: float = Field(5.0, ge=0, description="on SIGTERM: keep listening this long with /readyz at 503, then drain")
     # Batching
     batch_max_size: int = Field(16, ge=1)
     batch_max_wait_ms: float = Field(5.0, ge=0)

@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app import __version__
 from app.api import demo, http, openai, realtime, stream
 from app.api.errors import install_error_handlers
+from app.api.limits import BodyLimitMiddleware, body_limit
 from app.api.metrics import Metrics
 from app.asr.batching import InferenceEngine
 from app.asr.bundle import load_bundles
@@ -59,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.active_streams = 0
     app.state.draining = asyncio.Event()
     app.state.stream_sessions = set()  # open `WS /v1/stream` sessions, which flush their results when draining
-    if settings.cors_origins:
+    app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings.max_upload_bytes))
+    if settings.cors_origins:  # outside the body limit, so its 413s carry CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     install_error_handlers(app)
     app.include_router(http.router)

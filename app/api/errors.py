@@ -22,7 +22,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ASRError)
     async def _asr_error(request: Request, exc: ASRError) -> JSONResponse:
         request.app.state.metrics.errors.labels(code=exc.code).inc()
-        headers = {"Retry-After": "1"} if exc.status == 429 else None
+        headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
         return error_response(exc.status, exc.code, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
+from app.api.limits import body_limit, parse_form
 from app.asr.audio import decode_audio
-from app.asr.errors import AudioTooLarge, Busy, EmptyAudio, InvalidOption
+from app.asr.errors import ASRError, AudioTooLarge, Busy, EmptyAudio, InvalidOption, ShuttingDown
 from app.asr.options import DecodeOptions
 from app.asr.recognizer import Transcript
 
@@ -25,12 +26,14 @@ class Upload:
 async def read_upload(request: Request, *, max_bytes: int, file_field: str = "file") -> Upload:
     """The audio bytes from a multipart `file` field or a raw body, refusing more than `max_bytes`."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+    if declared is not None and declared.isdigit() and int(declared) > body_limit(max_bytes):
         raise AudioTooLarge(f"request body of {declared} bytes exceeds the limit of {max_bytes} bytes")
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         try:
-            form = await request.form(max_files=2, max_fields=100, max_part_size=max_bytes)
+            form = await parse_form(request, max_files=2, max_fields=100)
+        except ASRError:  # the body or a text field over its limit
+            raise
         except Exception as e:  # noqa: BLE001 - malformed multipart from the client
             raise InvalidOption(f"malformed multipart body: {str(e)[:200]}") from e
         files = [v for k, v in form.multi_items() if k == file_field and isinstance(v, UploadFile)]
@@ -62,6 +65,8 @@ async def read_upload(request: Request, *, max_bytes: int, file_field: str = "fi
 async def transcribe_bytes(request: Request, data: bytes, *, model: str | None, options: DecodeOptions, endpoint: str) -> Transcript:
     """Decode and transcribe in the inference pool; at most `max_concurrent_requests` at once."""
     state = request.app.state
+    if state.shutting_down:
+        raise ShuttingDown("the server is shutting down; retry on another instance")
     semaphore: asyncio.Semaphore = state.request_slots
     if semaphore.locked():
         raise Busy(f"the server is handling {state.settings.max_concurrent_requests} requests; retry shortly")

@@ -40,3 +40,7 @@ class InvalidOption(ASRError):
 
 class Busy(ASRError):
     code, status = "too_many_requests", 429
+
+
+class ShuttingDown(ASRError):
+    code, status = "shutting_down", 503

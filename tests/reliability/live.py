@@ -90,7 +90,7 @@ class LiveServer:
 def start_server(models_dir: Path, log_path: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 90) -> LiveServer:
     """Start `asr-server` on a free loopback port and wait until /readyz answers 200."""
     port = free_port()
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "ASR_WORKERS": "2", "ASR_STREAM_IDLE_SECONDS": "30", **(env or {})}
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "ASR_WORKERS": "2", "ASR_STREAM_IDLE_SECONDS": "30", "ASR_DRAIN_DELAY_SECONDS": "0", **(env or {})}
     command = [sys.executable, "-c", "from app.cli import serve; serve()", "--host", HOST, "--port", str(port), "--models-dir", str(models_dir),
                "--default-model", "tiny-asg", "--threads", "1", "--log-level", "warning"]
     log = log_path.open("wb")

@@ -142,3 +142,37 @@ def test_drain_commits_realtime_sessions(settings: Settings, audio_clips: list[C
         assert message["code"] == 1001
         assert "conversation.item.input_audio_transcription.completed" in kinds
         assert app.state.active_streams == 0
+
+
+def test_drain_delay_keeps_listening_while_readiness_is_off(models_dir: Path, tmp_path: Path, audio_clips: list[Clip]) -> None:
+    """Before: the listening socket closed at SIGTERM, so a load balancer never saw `/readyz` turn 503."""
+    delay = 2.0
+    server = start_server(models_dir, tmp_path / "server.log", env={**LIVE_ENV, "ASR_DRAIN_DELAY_SECONDS": str(delay)})
+    try:
+        clip = audio_clips[0]
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            assert http.get("/readyz").status_code == 200
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.perf_counter()
+        time.sleep(0.3)
+        with httpx.Client(base_url=server.url, timeout=10) as http:  # new connections: still accepted
+            ready = http.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+            assert http.get("/healthz").status_code == 200
+            refused = http.post("/v1/transcribe", params={"model": MODEL}, content=clip.wav)
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+            assert refused.headers.get("retry-after")
+        late = asyncio.run(stream_clip(server.ws_url, clip))
+        assert late.messages[-1].get("code") == "shutting_down" and late.close_code == 1001, late.messages
+        while time.perf_counter() - signalled < delay - 0.3:
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                assert http.get("/readyz").status_code == 503
+            time.sleep(0.2)
+        code = server.process.wait(timeout=30)
+        assert time.perf_counter() - signalled >= delay
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{server.url}/healthz", timeout=2)
+    finally:
+        if server.process.poll() is None:
+            server.stop(sig=signal.SIGKILL)
+    assert code == 0, server.log()[-3000:]
