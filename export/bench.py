@@ -13,7 +13,8 @@ number means.
 Sections: 1 `acoustic` (ORT fp32/int8 against PyTorch eager; fp16 on a GPU), 2 `overhead`
 (`POST /v1/transcribe` against the model in-process), 3 `throughput` (1-64 clients, dynamic
 batching on and off), 4 `decoders` (greedy, beam, LM, rescoring; pyctcdecode), 5 `streaming`
-(per-chunk time, concurrent real-time WebSocket streams), 6 `memory` (server VmHWM).
+(per-chunk time, concurrent real-time WebSocket streams), 6 `memory` (server VmHWM), 7 `punctuation`
+(the punctuation tagger's time per audio second against the acoustic model's).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 from export.bench_models import BuiltBundle
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("acoustic", "overhead", "throughput", "decoders", "streaming", "memory")
+SECTIONS = ("acoustic", "overhead", "throughput", "decoders", "streaming", "memory", "punctuation")
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,14 @@ def run_decoders(ctx: Context) -> dict[str, Any]:
                             threads=1, python=python, rounds=2 if c.repeats > 1 else 1)  # fmt: skip
 
 
+def run_punctuation(ctx: Context) -> dict[str, Any]:
+    from export.bench_punctuation import measure_punctuation
+
+    c = ctx.config
+    _say("punctuation: the tagger against the acoustic model, per second of audio")
+    return measure_punctuation(c.models_dir, ctx.wav2letter, seconds=max(c.audio_seconds, 10.0), repeats=c.repeats)
+
+
 def run_servers(ctx: Context, results: dict[str, Any]) -> None:
     """Sections 2, 3, 5 and 6: they share the server processes."""
     from export.bench_models import corpus_speech, speechlike
@@ -251,6 +260,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
         results["decoders"] = run_decoders(ctx)
     if set(config.sections) & {"overhead", "throughput", "streaming", "memory"}:
         run_servers(ctx, results)
+    if "punctuation" in config.sections:
+        results["punctuation"] = run_punctuation(ctx)
     results["targets"] = targets(results)
     results["seconds"] = time.perf_counter() - started
     path = config.out / "bench.json"

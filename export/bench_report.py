@@ -34,6 +34,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("... our WER above pyctcdecode's there, the most (points)", max((r["ours_wer"] - r["pyctcdecode_wer"] for r in comparison.values()), default=None),
          "<", 0.01),
         ("real-time streams within 500 ms p95 partial latency", _get(results, "streaming", "websocket", "sustained_streams"), "report", None),
+        ("punctuation tagger time as a share of the acoustic model's", _get(results, "punctuation", "share_of_acoustic"), "<", 0.05),
     ]
     out = []
     for name, value, op, target in rows:
@@ -146,6 +147,14 @@ def table(results: dict[str, Any]) -> str:
         section("6. server memory (VmHWM)")
         lines.append(f"at start {_f(memory['start_peak_mib'], 4)} MiB; after {memory['requests']} requests {_f(memory['after_peak_mib'], 4)} MiB "
                      f"(+{_f(memory['growth_mib'], 3)} MiB, {memory['failed']} failed)")  # fmt: skip
+    punctuation = results.get("punctuation")
+    if punctuation:
+        section("7. punctuation tagger against the acoustic model (ms per audio second, one thread)")
+        if "skipped" in punctuation:
+            lines.append(f"skipped: {punctuation['skipped']}")
+        else:
+            lines.append(f"{punctuation['bundle']} ({punctuation['precision']}, {punctuation['words']} words): {_f(punctuation['punctuation_ms_per_audio_second'])} ms; "
+                         f"acoustic {_f(punctuation['acoustic_ms_per_audio_second'])} ms; share {_f(punctuation['share_of_acoustic'], 3)}")  # fmt: skip
     section("targets")
     for t in results.get("targets", []):
         mark = {True: "met", False: "MISSED", None: "-"}[t["met"]] if t["target"] is not None else "report"

@@ -19,6 +19,15 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def punctuation_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny punctuation bundle trained for a few steps through the real recipe and exporter."""
+    pytest.importorskip("torch")
+    from tests.punctuation_helpers import build_tiny_punctuation
+
+    return build_tiny_punctuation(tmp_path_factory.mktemp("punctuation"))
+
+
+@pytest.fixture(scope="session")
 def settings(models_dir: Path) -> Settings:
     return Settings(models_dir=models_dir, default_model="tiny-asg", threads=1, workers=2)
 

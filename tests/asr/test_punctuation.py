@@ -66,11 +66,8 @@ def test_render_rules_and_itn() -> None:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch")
-    from tests.punctuation_helpers import build_tiny_punctuation
-
-    return build_tiny_punctuation(tmp_path_factory.mktemp("punct"))
+def bundle(punctuation_bundle: Path) -> Path:
+    return punctuation_bundle
 
 
 def test_bundle_manifest(bundle: Path) -> None:
