@@ -18,6 +18,7 @@ from app.asr.manifest import DecodingDefaults, Manifest
 from app.asr.tokens import TokenTable
 from export.onnx import describe_source, export_acoustic_onnx, finish_bundle
 from export.quantize import quantize_int8, quantize_static_int8, quiet_root_logger
+from export.streaming import check_streaming, export_cached_onnx
 from export.verify import ParityError, check_parity, check_quantized, test_inputs
 from models.wav2letter import Wav2Letter, Wav2LetterConfig, load_torchaudio_state_dict
 
@@ -68,7 +69,13 @@ def export_wav2letter(checkpoint: Path, out: Path, *, name: str | None = None, i
     config = model.config
     exact = config.is_valid_conv and config.frontend == "logmel"
     left, right = config.padding() if exact else (0, 0)
-    onnx_path = export_acoustic_onnx(model, out / "model.onnx")
+    streaming = None
+    if exact:  # one graph for both: fed `waveform` alone it is the offline model, fed caches too it streams
+        offline_path = export_acoustic_onnx(model, out / "model.offline.onnx")  # what int8 is quantized from
+        onnx_path = out / "model.onnx"
+        streaming = export_cached_onnx(model, onnx_path)
+    else:
+        offline_path = onnx_path = export_acoustic_onnx(model, out / "model.onnx")
 
     padded_inputs = [np.pad(b, ((0, 0), (left, right))) for b in test_inputs([1600, 16000, 56000], [1, 3])]
 
@@ -88,14 +95,16 @@ def export_wav2letter(checkpoint: Path, out: Path, *, name: str | None = None, i
         with quiet_root_logger():
             if exact:  # convolutions: static QDQ int8 runs fast; calibrated on real audio when given
                 calibration_inputs = [np.pad(w, (left, right))[None] for w in calibration] if calibration else padded_inputs
-                int8_path = quantize_static_int8(onnx_path, out / "model.int8.onnx", calibration_inputs, exclude_first=2)
+                int8_path = quantize_static_int8(offline_path, out / "model.int8.onnx", calibration_inputs, exclude_first=2)
             else:
-                int8_path = quantize_int8(onnx_path, out / "model.int8.onnx", exclude_first=1 if config.frontend == "logmel" else 0)
+                int8_path = quantize_int8(offline_path, out / "model.int8.onnx", exclude_first=1 if config.frontend == "logmel" else 0)
         checks = [np.pad(w, (left, right))[None] for w in calibration[:8]] if calibration else padded_inputs
         q = check_quantized(onnx_path, int8_path, checks, max_changed=MAX_INT8_CHANGED)
         report["int8"] = q.to_json()
         files["int8"] = "model.int8.onnx"
         _say(log, f"parity int8 vs fp32: greedy agreement {q.greedy_agreement:.4f}, max logit error {q.max_abs_error:.3f}")
+    if offline_path != onnx_path:
+        offline_path.unlink()
     manifest = Manifest(
         name=name or out.name, kind="acoustic", architecture="wav2letter", tokens=table, files={}, criterion=criterion,  # type: ignore[arg-type]
         transitions="transitions.npy" if transitions is not None else None, sample_rate=config.sample_rate,
@@ -104,8 +113,11 @@ def export_wav2letter(checkpoint: Path, out: Path, *, name: str | None = None, i
         left_pad=left, right_pad=right, context="exact" if exact else "full", min_samples=0 if exact else config.frame_stride,
         decoding=decoding or DecodingDefaults(), parity=report,
         source=describe_source(kind="torchaudio" if torchaudio_tokens else "project", checkpoint=checkpoint.name),
-        extra={"config": config.to_json()},
+        extra={"config": config.to_json()}, streaming=streaming,
     )
+    if streaming is not None:
+        report["streaming"] = check_streaming(onnx_path, manifest, streaming, [b[0] for b in test_inputs([8000, 24000, 41000], [1], seed=6)])
+        _say(log, f"parity streamed vs offline: {report['streaming']['cases']} cases, max relative error {report['streaming']['max_relative_error']:.2e}")
     return finish_bundle(out, manifest, onnx_files=files, side_files=side)
 
 

@@ -161,12 +161,71 @@ class Wav2Letter(nn.Module):
         x = self.specaugment(self.input_norm(self.frontend(x)))  # [B, C, F]
         for block in self.blocks:
             x = block(x)
+        return self.scores(x)
+
+    def scores(self, x: Tensor) -> Tensor:
+        """Last layer's features `[B, C, T]` -> emissions `[B, T, V]`."""
         x = self.head(x)  # [B, V, T]
         if self.config.final_activation:
             x = torch.relu(x)
         if self.config.log_softmax:
             x = torch.log_softmax(x, dim=1)
         return x.transpose(1, 2)  # [B, T, V]
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """One cached left context of the streaming graph: ONNX input `name`, output `name + "_out"`."""
+
+    name: str
+    shape: tuple[int, ...]  # without the batch axis: (samples,) before the front-end, (channels, frames) after
+
+
+class CachedWav2Letter(nn.Module):
+    """The same valid-convolution model over a chunk of new samples plus each layer's cached left context.
+
+    `forward(waveform [B, N], *caches) -> (emissions [B, T, V], *new_caches)`. Every layer
+    concatenates its cache (the last `kernel - stride` frames of its input so far) before its
+    new input frames and returns the last `kernel - stride` frames of that as the new cache.
+    When `N` is a multiple of `frame_stride`, each layer gets a multiple of its stride in new
+    frames, the caches keep their shapes (`cache_specs`) and the chunk's frames are exactly the
+    frames a single pass over the whole input computes at those positions. With empty caches
+    (time length 0) it computes what `Wav2Letter.forward` does, so one graph serves both.
+    """
+
+    def __init__(self, model: Wav2Letter) -> None:
+        super().__init__()
+        config = model.config
+        if not (config.is_valid_conv and config.frontend == "logmel"):
+            raise ValueError("only log-mel Wav2Letter models with valid (unpadded) convolutions stream with caches")
+        self.model = model
+
+    def cache_specs(self) -> list[CacheSpec]:
+        config = self.model.config
+        specs = [CacheSpec("cache_frontend", (config.n_fft - config.hop,))]
+        channels = config.n_mels
+        for i, spec in enumerate(config.layers):
+            if spec.kernel > spec.stride:
+                specs.append(CacheSpec(f"cache_{i}", (channels, spec.kernel - spec.stride)))
+            channels = spec.out_channels
+        return specs
+
+    def forward(self, waveform: Tensor, *caches: Tensor) -> tuple[Tensor, ...]:
+        model, specs = self.model, self.cache_specs()
+        if len(caches) != len(specs):
+            raise ValueError(f"expected {len(specs)} caches, got {len(caches)}")
+        batch = waveform.shape[0]
+        cached = iter(caches)
+        new_caches = []
+        x = torch.cat([next(cached).expand(batch, -1), waveform], dim=1)  # [B, L0 + N]
+        new_caches.append(x[:, -specs[0].shape[0] :])
+        x = model.input_norm(model.frontend(x))  # [B, C, F]
+        for block, spec in zip(model.blocks, model.config.layers, strict=True):
+            if spec.kernel > spec.stride:
+                x = torch.cat([next(cached).expand(batch, -1, -1), x], dim=2)  # [B, C, L + F]
+                new_caches.append(x[:, :, -(spec.kernel - spec.stride) :])
+            x = block(x)
+        return (model.scores(x), *new_caches)
 
 
 def load_torchaudio_state_dict(state_dict: dict[str, Tensor], config: Wav2LetterConfig) -> Wav2Letter:

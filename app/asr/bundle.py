@@ -16,6 +16,7 @@ import numpy as np
 
 from app.asr.manifest import MANIFEST_NAME, Manifest, ManifestError
 from app.asr.runtime import AcousticModel, FrameGeometry, create_session, select_providers
+from app.asr.stream_graph import StreamGraph
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,11 @@ def load_acoustic(directory: Path, manifest: Manifest, *, threads: int, provider
             except Exception as e:
                 raise ManifestError(f"{directory / entry.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]})") from e
             models[precision] = AcousticModel(session, geometry)
+            if manifest.streaming is not None and precision in manifest.streaming.precisions:
+                try:
+                    models[precision].streaming = StreamGraph(models[precision], manifest.streaming)
+                except Exception as e:
+                    raise ManifestError(f"{directory / entry.path}: the streaming graph does not run ({str(e).splitlines()[0][:200]})") from e
     transitions = None
     if manifest.criterion == "asg":
         assert manifest.transitions is not None  # validated by Manifest

@@ -107,6 +107,31 @@ class PunctuationSpec:
 
 
 @dataclass(frozen=True)
+class CacheEntry:
+    """One cached left context of a streaming graph (see `app.asr.stream_graph`)."""
+
+    name: str  # graph input; the updated cache is the output `name + "_out"`
+    shape: tuple[int, ...]  # steady shape without the batch axis
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+
+@dataclass(frozen=True)
+class StreamingSpec:
+    """The listed precisions' graphs also stream with per-layer caches: besides `waveform` they take
+    `caches` (optional inputs, empty by default) and return them updated beside `emissions`;
+    chunks are whole multiples of `frame_stride` samples."""
+
+    caches: tuple[CacheEntry, ...]
+    precisions: tuple[str, ...] = ("fp32",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "caches", tuple(c if isinstance(c, CacheEntry) else CacheEntry(**c) for c in self.caches))
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     kind: Kind
@@ -129,6 +154,7 @@ class Manifest:
     source: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # architecture details (LM sizes ...)
     punctuation: PunctuationSpec | None = None  # kind "punctuation" only
+    streaming: StreamingSpec | None = None  # acoustic graphs that also stream with per-layer caches
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -163,7 +189,9 @@ class Manifest:
             decoding = DecodingDefaults(**data.pop("decoding", {}))
             punctuation = data.pop("punctuation", None)
             punctuation = PunctuationSpec(**punctuation) if punctuation is not None else None
-            manifest = cls(tokens=tokens, files=files, side_files=side, decoding=decoding, punctuation=punctuation, **data)
+            streaming = data.pop("streaming", None)
+            streaming = StreamingSpec(**streaming) if streaming is not None else None
+            manifest = cls(tokens=tokens, files=files, side_files=side, decoding=decoding, punctuation=punctuation, streaming=streaming, **data)
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"malformed manifest: {e}") from e
         manifest.validate()
@@ -196,6 +224,8 @@ class Manifest:
                 raise ManifestError("an ASG bundle must name its transitions file")
             if self.frame_stride <= 0 or self.receptive_field <= 0 or self.sample_rate <= 0:
                 raise ManifestError("frame_stride, receptive_field and sample_rate must be positive")
+            if self.streaming is not None and self.context != "exact":
+                raise ManifestError("only exact-context bundles stream with caches (streaming needs context 'exact')")
 
     @classmethod
     def load(cls, directory: Path, *, verify: bool = True) -> Manifest:

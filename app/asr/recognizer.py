@@ -63,9 +63,10 @@ class Transcript:
     timings: dict[str, float] = field(default_factory=dict)
     memory: Any = field(default=None, repr=False, compare=False)  # Transformer-XL memory after this result (rescoring)
     warp: float | None = None  # the VTLN frequency warp the emissions were computed with (None: not normalised)
+    raw_text: str | None = None  # the normalised words when `text` is punctuated (Recognizer.present)
 
     def to_json(self) -> dict[str, Any]:
-        out = {"text": self.text, "words": [asdict(w) for w in self.words], "nbest": [asdict(n) for n in self.nbest],
+        out = {"text": self.text, "raw_text": self.text if self.raw_text is None else self.raw_text, "words": [asdict(w) for w in self.words], "nbest": [asdict(n) for n in self.nbest],
                "duration": self.duration, "model": self.model, "timings": self.timings}
         if self.warp is not None:
             out["warp"] = self.warp

@@ -17,12 +17,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
 
 from app.asr.errors import InvalidAudio
 from app.asr.manifest import Manifest
+
+if TYPE_CHECKING:
+    from app.asr.stream_graph import StreamGraph
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ class AcousticModel:
         self.overlap_frames = 0 if geometry.exact else overlap_frames
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
+        self.streaming: StreamGraph | None = None  # the cached streaming path, when the graph has one (app.asr.stream_graph)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """One ONNX call on an already padded batch `[B, N]` -> `[B, T, V]`.
