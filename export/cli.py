@@ -5,6 +5,7 @@
     asr-export wav2vec2 ~/wav2vec2-base-960h -o bundles/wav2vec2-base-960h --int8
     asr-export wav2vec2-torchaudio state.pt --builder wav2vec2_base --tokens tokens.txt -o bundles/w2v
     asr-export txl runs/txl/last.pt -o models/bundles/txl-char
+    asr-export streaming models/bundles/wav2letter-asg --checkpoint models/checkpoints/wav2letter-asg.pt
     asr-export punctuation runs/punct/last.pt -o models/bundles/punctuation --int8
 
 Each prints the parity check it ran and exits non-zero when parity fails.
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     compact = sub.add_parser("compact", help="store a bundle's fp32 graph with fp16 weights (half the size, fp32 arithmetic)")
     compact.add_argument("bundle", type=Path)
 
+    streaming = sub.add_parser("streaming", help="give an existing Wav2Letter bundle the graph that streams with per-layer caches")
+    streaming.add_argument("bundle", type=Path)
+    streaming.add_argument("--checkpoint", type=Path, required=True, help="the project checkpoint the bundle was exported from")
+
     txl = sub.add_parser("txl", help="project Transformer-XL character LM checkpoint")
     txl.add_argument("checkpoint", type=Path)
     txl.add_argument("-o", "--out", type=Path, required=True)
@@ -117,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             from export.compact import compact_bundle
 
             manifest = compact_bundle(args.bundle)
+        elif args.source == "streaming":
+            from export.streaming import add_streaming
+
+            manifest = add_streaming(args.bundle, args.checkpoint)
         elif args.source == "wav2vec2":
             from export.wav2vec2 import export_wav2vec2_hf
 

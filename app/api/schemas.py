@@ -6,14 +6,16 @@ from pydantic import BaseModel
 
 
 class WordOut(BaseModel):
-    word: str
+    word: str  # as recognised: lowercase letters and apostrophe
     start: float
     end: float
     confidence: float
+    punctuated_word: str | None = None  # as shown (punctuate/itn); "" when a number written on the word before covers it
 
 
 class NBestOut(BaseModel):
     text: str
+    raw_text: str | None = None  # the normalised words of `text`
     score: float
     acoustic_score: float
     lm_score: float | None = None
@@ -21,7 +23,8 @@ class NBestOut(BaseModel):
 
 
 class TranscriptionOut(BaseModel):
-    text: str
+    text: str  # punctuated, cased, numbers written (options punctuate, itn)
+    raw_text: str | None = None  # the normalised words: what the recognizer output and WER is computed on
     words: list[WordOut]
     nbest: list[NBestOut]
     duration: float

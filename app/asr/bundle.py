@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from app.asr.manifest import MANIFEST_NAME, Manifest, ManifestError
+from app.asr.punctuation import Punctuator
 from app.asr.runtime import AcousticModel, FrameGeometry, create_session, select_providers
 from app.asr.stream_graph import StreamGraph
 
@@ -55,6 +56,7 @@ class LMBundle:
 class BundleSet:
     acoustic: dict[str, AcousticBundle] = field(default_factory=dict)
     lms: dict[str, LMBundle] = field(default_factory=dict)
+    punctuation: dict[str, Punctuator] = field(default_factory=dict)  # name -> tagger (kind "punctuation")
     failures: dict[str, str] = field(default_factory=dict)  # directory name -> reason
 
 
@@ -68,10 +70,12 @@ def load_bundles(models_dir: Path, *, threads: int = 1, device: str = "auto", pr
     for directory in sorted(p for p in models_dir.iterdir() if (p / MANIFEST_NAME).is_file()):
         try:
             manifest = Manifest.load(directory)
-            if manifest.name in result.acoustic or manifest.name in result.lms:
+            if manifest.name in result.acoustic or manifest.name in result.lms or manifest.name in result.punctuation:
                 raise ManifestError(f"{directory}: a bundle named {manifest.name!r} is already loaded")
             if manifest.kind == "lm":
                 result.lms[manifest.name] = LMBundle(directory, manifest)
+            elif manifest.kind == "punctuation":
+                result.punctuation[manifest.name] = Punctuator.from_bundle(directory, manifest, threads=threads, providers=providers)
             else:
                 result.acoustic[manifest.name] = load_acoustic(directory, manifest, threads=threads, providers=providers, precisions=precisions)
             log.info("loaded bundle %s from %s", manifest.name, directory)

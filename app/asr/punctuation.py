@@ -17,16 +17,18 @@ last word's mark to the tagger (for text that goes on).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from app.asr.itn import find_numbers
+from app.asr.itn import apply_itn, find_numbers
 from app.asr.manifest import Manifest, PunctuationSpec
 from app.asr.punctuation_text import CAPITAL, EXCLAMATION, LOWER, MARKS, PERIOD, QUESTION, Vocabulary, display
 from app.asr.runtime import create_session
@@ -126,6 +128,38 @@ def render(words: Sequence[str], labels: Labels, *, known: dict[str, str], itn: 
             for k in range(span.start + 1, span.end):
                 shown[k] = ""
     return shown
+
+
+def punctuate_words(punctuator: Punctuator | None, words: Sequence[str], *, punctuate: bool, itn: bool) -> list[str]:
+    """Display forms of a transcript's words: the tagger's (with `punctuate`), numbers written (with `itn`)."""
+    if punctuate and punctuator is not None:
+        return punctuator.punctuate(words, itn=itn)
+    if itn:
+        return apply_itn(words)
+    return list(words)
+
+
+def present(transcript: Any, punctuator: Punctuator | None, *, punctuate: bool, itn: bool) -> Any:
+    """A recognizer `Transcript` as shown: `text` and every n-best entry punctuated, each word's
+    `punctuated_word` set; `raw_text` (transcript and entries) keeps the normalised words.
+    Changes the transcript in place and returns it; the time spent goes to `timings["punctuation"]`."""
+    transcript.raw_text = transcript.text
+    if not (punctuate or itn):
+        return transcript
+    started = time.perf_counter()
+    words = transcript.text.split()
+    shown = punctuate_words(punctuator, words, punctuate=punctuate, itn=itn)
+    transcript.text = join_display(shown)
+    if [w.word for w in transcript.words] == words:
+        transcript.words = [dataclasses.replace(w, punctuated_word=s) for w, s in zip(transcript.words, shown, strict=True)]
+    entries = []
+    for entry in transcript.nbest:
+        text = transcript.text if entry.text == transcript.raw_text else join_display(
+            punctuate_words(punctuator, entry.text.split(), punctuate=punctuate, itn=itn))
+        entries.append(dataclasses.replace(entry, text=text, raw_text=entry.text))
+    transcript.nbest = entries
+    transcript.timings["punctuation"] = time.perf_counter() - started
+    return transcript
 
 
 def join_display(shown: Sequence[str]) -> str:

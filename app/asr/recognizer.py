@@ -29,6 +29,7 @@ from app.asr.errors import InvalidOption, UnknownModel
 from app.asr.kenlm_binary import load_lm
 from app.asr.lexicon import Lexicon
 from app.asr.options import DecodeOptions, ResolvedOptions, resolve
+from app.asr.punctuation import present
 from app.asr.rescoring import Hypothesis as RescoreCandidate
 from app.asr.rescoring import TransformerXLScorer, rescore
 from app.asr.runtime import AcousticModel
@@ -42,6 +43,7 @@ class Word:
     start: float
     end: float
     confidence: float
+    punctuated_word: str | None = None  # as shown (app.asr.punctuation); "" inside a number written on the word before
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class NBestEntry:
     acoustic_score: float
     lm_score: float | None = None  # n-gram log-probability (natural log, unweighted)
     txl_score: float | None = None  # Transformer-XL log-probability when rescored
+    raw_text: str | None = None  # the normalised words when `text` is punctuated
 
 
 @dataclass
@@ -84,6 +87,7 @@ class Recognizer:
         self.default_model = default_model if default_model in bundles.acoustic else next(iter(sorted(bundles.acoustic)), None)
         self._resources: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+        self.punctuator = next((bundles.punctuation[name] for name in sorted(bundles.punctuation)), None)
 
     # --- models ---------------------------------------------------------------------------
     def bundle(self, name: str | None) -> AcousticBundle:
@@ -207,6 +211,20 @@ class Recognizer:
                     lexicon = self._resources.get(lexicon_key)
                     self._resources[key] = load_lm(bundle.lm_path, words=lexicon.words if lexicon is not None else None)
             return self._resources[key]
+
+    # --- as shown ---------------------------------------------------------------------------
+    def present(self, transcript: Transcript, options: DecodeOptions | ResolvedOptions) -> Transcript:
+        """Punctuation, casing and written numbers on a finished transcript (`app.asr.punctuation.present`):
+        files and stream finals, never partials."""
+        punctuate, itn = self.punctuation_flags(options)
+        return present(transcript, self.punctuator, punctuate=punctuate, itn=itn)
+
+    def punctuation_flags(self, options: DecodeOptions | ResolvedOptions) -> tuple[bool, bool]:
+        """(punctuate, itn) for a request: punctuation on when a punctuation bundle is loaded, ITN as punctuation."""
+        punctuate = self.punctuator is not None if options.punctuate is None else options.punctuate
+        if punctuate and self.punctuator is None:
+            raise InvalidOption("punctuate=true, but no punctuation bundle is loaded; use punctuate=false")
+        return punctuate, punctuate if options.itn is None else options.itn
 
     def warm_up(self) -> None:
         """Load every bundle's LM and lexicon now rather than on the first request."""
