@@ -3,9 +3,14 @@
 `Stream.accept(samples)` takes audio at the model rate in pieces of any size and computes
 emissions as soon as enough input exists:
 
-- exact-context bundles (Wav2Letter): frame `t` is computed once its whole receptive field
-  has arrived, from exactly the samples it depends on, so streamed emissions equal the
-  offline ones whatever the piece sizes;
+- exact-context bundles whose graph streams with per-layer caches (`app.asr.stream_graph`,
+  Wav2Letter exported by this project): every `chunk_frames` frames of new audio run through
+  the graph with the caches of what came before, so a chunk costs what its own frames cost,
+  and the emissions equal the offline ones whatever the piece sizes. `take` and `give` split
+  that step in two, so that a scheduler can run the chunks of many streams in one call
+  (`app.asr.stream_batching`);
+- other exact-context bundles: frame `t` is computed once its whole receptive field
+  has arrived, from exactly the samples it depends on (the whole receptive field per chunk);
 - full-context bundles (wav2vec 2.0): a sliding window with `left_context` frames of
   history and `right_context` frames of look-ahead; only frames with their look-ahead in
   hand are committed, so nothing is duplicated or dropped at window seams.
@@ -27,6 +32,7 @@ from app.asr.bundle import AcousticBundle
 from app.asr.options import DecodeOptions
 from app.asr.recognizer import Recognizer, Transcript, greedy_segments
 from app.asr.runtime import AcousticModel
+from app.asr.stream_graph import ChunkRequest, GraphState
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class StreamOptions:
     endpoint_silence: float = 0.6  # seconds of blank/separator frames that end an utterance
     max_utterance: float = 20.0  # seconds: an utterance is cut into a final after this long
     interim_results: bool = True
+    cached: bool = True  # use the graph's per-layer caches when the bundle has them (False: recompute each receptive field)
 
 
 @dataclass
@@ -73,6 +80,8 @@ class Stream:
         self.frame_seconds = geometry.stride / self.bundle.manifest.sample_rate
         self.left_context = 0 if geometry.exact else self.stream_options.left_context
         self.right_context = 0 if geometry.exact else self.stream_options.right_context
+        self.graph = self.model.streaming if self.stream_options.cached else None  # the cached path, when the bundle's graph has one
+        self.graph_state: GraphState | None = self.graph.new_state() if self.graph is not None else None
 
     @property
     def utterance_frames(self) -> int:
@@ -80,23 +89,62 @@ class Stream:
 
     def accept(self, samples: np.ndarray) -> list[StreamResult]:
         """Add audio at the model rate; returns partial/final results it produced."""
+        if self.graph is not None:
+            results: list[StreamResult] = []
+            request = self.take(samples)
+            while request is not None:
+                self.graph.run([request])
+                results += self.give(request)
+                request = self.take()
+            return results
         if len(samples):
             self.buffer = np.concatenate([self.buffer, samples.astype(np.float32, copy=False)])
         return self._advance(final=False)
+
+    def take(self, samples: np.ndarray | None = None, *, final: bool = False) -> ChunkRequest | None:
+        """Cached path, first half of `accept`: queue `samples`, return the next chunk due (or None).
+
+        Run it (`StreamGraph.run`, alone or with other streams' chunks), hand it to `give`, and
+        call `take()` again until None: one message may hold several chunks."""
+        assert self.graph is not None and self.graph_state is not None, "take/give need a bundle whose graph streams with caches"
+        return self.graph.take(self.graph_state, samples, chunk_frames=self.stream_options.chunk_frames, max_frames=self.model.window_frames,
+                               final=final)
+
+    def give(self, request: ChunkRequest) -> list[StreamResult]:
+        """Cached path, second half of `accept`: commit the chunk's frames; endpoints, finals and the partial."""
+        assert request.result is not None, "the chunk has not been run"
+        frames = request.result
+        results: list[StreamResult] = []
+        while len(frames):
+            room = max(self._max_utterance_frames - self.utterance_frames, 1)  # a final never passes max_utterance
+            self._commit(frames[:room])
+            frames = frames[room:]
+            results.extend(self._check_endpoint())
+        if self.stream_options.interim_results and self.utterance_frames and not self.ended:
+            results.extend(self._partial())
+        return results
 
     def finish(self) -> list[StreamResult]:
         """End of input: the right padding, the last frames, the last final result."""
         if self.ended:
             return []
         self.ended = True
+        if self.graph is not None:
+            results = []
+            while (request := self.take(final=True)) is not None:
+                self.graph.run([request])
+                results += self.give(request)
+            return results + self.flush()
         geometry = self.model.geometry
         total = self.offset + len(self.buffer) + geometry.right_pad
         short = max(geometry.min_samples, geometry.receptive_field) - total
         self.buffer = np.concatenate([self.buffer, np.zeros(geometry.right_pad + max(short, 0), np.float32)])
         results = self._advance(final=True)
-        if self.utterance_frames:
-            results.append(self._final())
-        return results
+        return results + self.flush()
+
+    def flush(self) -> list[StreamResult]:
+        """The final result of the utterance in progress, if it has frames (after the last chunk at the end)."""
+        return [self._final()] if self.utterance_frames else []
 
     def _advance(self, *, final: bool) -> list[StreamResult]:
         geometry = self.model.geometry
@@ -113,11 +161,21 @@ class Stream:
             self._compute(step, available)
             results.extend(self._check_endpoint())
         if self.stream_options.interim_results and self.utterance_frames and not final:
-            text = self._greedy_text()
-            if text != self.last_partial:
-                self.last_partial = text
-                results.append(StreamResult("partial", text, start=self.utterance_start * self.frame_seconds))
+            results.extend(self._partial())
         return results
+
+    def _partial(self) -> list[StreamResult]:
+        text = self._greedy_text()
+        if text == self.last_partial:
+            return []
+        self.last_partial = text
+        return [StreamResult("partial", text, start=self.utterance_start * self.frame_seconds)]
+
+    def _commit(self, frames: np.ndarray) -> None:
+        self.emissions.append(frames)
+        if self.history is not None:
+            self.history.append(frames)
+        self.committed += len(frames)
 
     def _compute(self, target: int, available: int) -> None:
         """Commit frames `[committed, target)`; drop input no later window needs."""
@@ -127,10 +185,7 @@ class Stream:
         start, end = geometry.span(lo, hi)
         window = self.buffer[start - self.offset : end - self.offset]
         frames = self.model.run(window[None])[0]
-        self.emissions.append(frames[self.committed - lo : target - lo])
-        if self.history is not None:
-            self.history.append(self.emissions[-1])
-        self.committed = target
+        self._commit(frames[self.committed - lo : target - lo])
         keep_from = geometry.span(max(self.committed - self.left_context, 0), self.committed + 1)[0]
         if keep_from > self.offset:
             self.buffer = self.buffer[keep_from - self.offset :]

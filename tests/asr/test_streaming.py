@@ -19,15 +19,17 @@ def recognizer(models_dir: Path) -> Recognizer:
     return Recognizer(load_bundles(models_dir, threads=1), default_model="tiny-asg")
 
 
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "windows"])
 @pytest.mark.parametrize("piece", [1, 160, 1000, 4096])
 @pytest.mark.parametrize("model", ["tiny-asg", "tiny-ctc"])
-def test_streamed_emissions_equal_offline(recognizer: Recognizer, piece: int, model: str) -> None:
+def test_streamed_emissions_equal_offline(recognizer: Recognizer, piece: int, model: str, cached: bool) -> None:
     bundle = recognizer.bundle(model)
     acoustic = bundle.models["fp32"]
     audio = speechlike(1.3 if piece == 1 else 3.1, seed=piece)
     offline = acoustic.emissions(audio)
-    never = StreamOptions(endpoint_silence=1e9, max_utterance=1e9, interim_results=False)
+    never = StreamOptions(endpoint_silence=1e9, max_utterance=1e9, interim_results=False, cached=cached)
     stream = Stream(recognizer, bundle, acoustic, DecodeOptions(), never, history=[])
+    assert (stream.graph is not None) == cached  # the tiny bundles are exported with their streaming graph
     for start in range(0, len(audio), piece):
         stream.accept(audio[start : start + piece])
     stream.finish()
@@ -82,12 +84,13 @@ def test_endpointing_cuts_at_silence(recognizer: Recognizer) -> None:
     assert finals[-1].end == pytest.approx(len(audio) / 16000, abs=0.05)
 
 
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "windows"])
 @pytest.mark.parametrize("chunk_seconds", [0.2, 3.5])
-def test_max_utterance_holds_however_the_audio_is_sent(recognizer: Recognizer, chunk_seconds: float) -> None:
+def test_max_utterance_holds_however_the_audio_is_sent(recognizer: Recognizer, chunk_seconds: float, cached: bool) -> None:
     """No final is longer than max_utterance, even when one message carries several times it
     (the model computes up to 30 s per window), and the finals still tile the input."""
     bundle = recognizer.bundle("tiny-asg")
-    never_quiet = StreamOptions(endpoint_silence=1e9, max_utterance=0.7, interim_results=False)
+    never_quiet = StreamOptions(endpoint_silence=1e9, max_utterance=0.7, interim_results=False, cached=cached)
     stream = Stream(recognizer, bundle, bundle.models["fp32"], DecodeOptions(), never_quiet)
     audio = speechlike(3.5, seed=4)
     step = int(chunk_seconds * 16000)
