@@ -44,6 +44,7 @@ async def list_models(recognizer: RecognizerDep) -> ModelList:
         for name, b in sorted(recognizer.bundles.acoustic.items())
     ]
     data += [ModelOut(id=name, kind="lm", architecture=b.manifest.architecture, precisions=sorted(b.manifest.files)) for name, b in sorted(recognizer.bundles.lms.items())]
+    data += [ModelOut(id=name, kind="punctuation", architecture="punctuation_tagger", precisions=[p.precision]) for name, p in sorted(recognizer.bundles.punctuation.items())]
     return ModelList(data=data)
 
 
@@ -58,6 +59,7 @@ async def readyz(request: Request, recognizer: RecognizerDep) -> JSONResponse:
     """Ready when at least one acoustic model is loaded and the server is not shutting down; lists refused bundles."""
     ready = bool(recognizer.bundles.acoustic) and not request.app.state.shutting_down
     body = {"status": "ready" if ready else "not_ready", "models": sorted(recognizer.bundles.acoustic), "lms": sorted(recognizer.bundles.lms),
+            "punctuation": sorted(recognizer.bundles.punctuation),
             "failed": recognizer.bundles.failures}
     return JSONResponse(body, status_code=200 if ready else 503)
 

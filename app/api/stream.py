@@ -11,7 +11,8 @@ Protocol
    and receives `{"type": "ready", "model": ..., "sample_rate": <model rate>}`.
 2. Then binary frames of audio of any size (`pcm_s16le` or `f32le`, interleaved channels).
    The server answers `{"type": "partial", "text"}` while speech goes on and
-   `{"type": "final", "text", "words", "start", "end", "nbest"}` at each endpoint.
+   `{"type": "final", "text", "raw_text", "words", "start", "end", "nbest"}` at each endpoint (`text` punctuated
+   and cased when a punctuation bundle is loaded, `raw_text` the normalised words; partials stay raw).
 3. `{"type": "eof"}` flushes the last final result; the server then closes with 1000.
    When the server shuts down (SIGTERM) it flushes every open stream the same way, sends
    `{"type": "eof", "reason": "shutdown"}` and closes with 1001.
@@ -141,7 +142,7 @@ def result_message(result: StreamResult) -> dict[str, Any]:
     transcript = result.transcript
     assert transcript is not None
     body = transcript.to_json()
-    return {"type": "final", "text": result.text, "start": round(result.start, 3), "end": round(result.end, 3), "words": body["words"], "nbest": body["nbest"]}
+    return {"type": "final", "text": result.text, "raw_text": body["raw_text"], "start": round(result.start, 3), "end": round(result.end, 3), "words": body["words"], "nbest": body["nbest"]}
 
 
 def authorized(websocket: WebSocket) -> tuple[bool, str | None]:

@@ -46,7 +46,8 @@ class Labels:
 class Punctuator:
     """One shared tagger (ONNX Runtime sessions are safe to call from several threads)."""
 
-    def __init__(self, session: ort.InferenceSession, spec: PunctuationSpec, vocabulary: Vocabulary, known: dict[str, str], *, name: str) -> None:
+    def __init__(self, session: ort.InferenceSession, spec: PunctuationSpec, vocabulary: Vocabulary, known: dict[str, str], *, name: str,
+                 precision: str = "fp32") -> None:
         if tuple(spec.marks) != MARKS:
             raise ValueError(f"punctuation bundle {name!r} has marks {spec.marks}, this server knows {MARKS}")
         self.session = session
@@ -54,6 +55,7 @@ class Punctuator:
         self.vocabulary = vocabulary
         self.known = known
         self.name = name
+        self.precision = precision
 
     @classmethod
     def from_bundle(cls, directory: Path, manifest: Manifest, *, threads: int = 1, providers: list[str] | None = None, precision: str | None = None) -> Punctuator:
@@ -64,7 +66,7 @@ class Punctuator:
         session = create_session(directory / manifest.files[precision].path, threads=threads, providers=providers or ["CPUExecutionProvider"])
         vocabulary = Vocabulary.from_file(directory / spec.vocabulary, suffix_buckets=spec.suffix_buckets)
         known = json.loads((directory / spec.known_forms).read_text(encoding="utf-8"))
-        return cls(session, spec, vocabulary, known, name=manifest.name)
+        return cls(session, spec, vocabulary, known, name=manifest.name, precision=precision)
 
     # --- labels ------------------------------------------------------------------------------
     def run(self, words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
