@@ -135,7 +135,7 @@ def evaluate(argv: list[str] | None = None) -> None:
         piece = max(1, int(args.stream * bundle.manifest.sample_rate / 1000))
         results = [r for start in range(0, len(samples), piece) for r in stream.accept(samples[start : start + piece])]
         results += stream.finish()
-        return " ".join(r.text for r in results if r.kind == "final" and r.text)
+        return " ".join(raw for r in results if r.kind == "final" and (raw := r.transcript.to_json()["raw_text"] if r.transcript else r.text))
 
     rows = [json.loads(line) for line in args.manifest.read_text().splitlines() if line.strip()][: args.limit]
     pairs = []
@@ -148,7 +148,8 @@ def evaluate(argv: list[str] | None = None) -> None:
             hypothesis = streamed(audio.samples)
         else:
             transcript = recognizer.transcribe(audio.samples, model=bundle.name, options=options)
-            hypothesis, decode_seconds = transcript.text, decode_seconds + transcript.timings.get("decode", 0.0)
+            # WER on the normalised words: punctuation, casing and written numbers never count (raw_text)
+            hypothesis, decode_seconds = transcript.to_json()["raw_text"], decode_seconds + transcript.timings.get("decode", 0.0)
         audio_seconds += len(audio.samples) / bundle.manifest.sample_rate
         pairs.append((normalize_text(row["text"]), hypothesis))
     wer, cer = error_rates(pairs)
