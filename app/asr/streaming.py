@@ -234,5 +234,6 @@ class Stream:
         self.emissions = []
         self.utterance_start = start + len(emissions)
         self.last_partial = ""
+        self.recognizer.present(transcript, self.options)  # finals punctuated; partials (_greedy_text) stay raw
         return StreamResult("final", transcript.text, transcript, start=start * self.frame_seconds, end=self.utterance_start * self.frame_seconds)
 
