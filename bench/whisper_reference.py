@@ -164,8 +164,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--show", type=int, default=0, help="print the first N hypotheses")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: CTranslate2's default)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (asr-eval's shape)")
+    parser.add_argument("--save", type=Path, metavar="JSONL", help="write each utterance's reference, hypothesis and raw text")
     args = parser.parse_args(argv)
     scored, wall = evaluate(args.manifest, limit=args.limit, threads=args.threads)
+    if args.save:
+        with args.save.open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"reference": s.reference, "hypothesis": s.hypothesis, "raw": s.raw}) + "\n" for s in scored)
     wer, cer = error_rates([(s.reference, s.hypothesis) for s in scored])
     for s in scored[: args.show]:
         print(f"REF: {s.reference}\nHYP: {s.hypothesis}\nRAW: {s.raw}\n")
