@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.asr.bundle import BundleSet
+from app.asr.errors import InvalidOption
 from app.asr.manifest import Manifest, ManifestError
+from app.asr.options import DecodeOptions
 from app.asr.punctuation import Labels, Punctuator, join_display, render
 from app.asr.punctuation_text import (
     CAPITAL,
@@ -23,6 +26,7 @@ from app.asr.punctuation_text import (
     display,
     label_text,
 )
+from app.asr.recognizer import NBestEntry, Recognizer, Transcript, Word
 from app.asr.text import normalize_text
 
 
@@ -112,3 +116,33 @@ def test_the_tiny_tagger_learnt_its_corpus(bundle: Path) -> None:
     punctuator = Punctuator.from_bundle(bundle, Manifest.load(bundle))
     text = punctuator.punctuate_text("where did you find that apple she walked to the store to buy some bread")
     assert "?" in text and text.endswith("."), text
+
+
+def make_transcript(text: str) -> Transcript:
+    words = [Word(w, 0.5 * i, 0.5 * i + 0.4, 0.9) for i, w in enumerate(text.split())]
+    return Transcript(text, words, [NBestEntry(text, -1.0, -1.0), NBestEntry("he paid twenty dollars", -2.0, -2.0)], 5.0, "m")
+
+
+def test_recognizer_presents_text_words_and_nbest(bundle: Path) -> None:
+    punctuator = Punctuator.from_bundle(bundle, Manifest.load(bundle))
+    recognizer = Recognizer(BundleSet(punctuation={"p": punctuator}))
+    transcript = recognizer.present(make_transcript("he paid twenty five dollars who knew"), DecodeOptions())
+    assert transcript.raw_text == "he paid twenty five dollars who knew"
+    shown = [w.punctuated_word for w in transcript.words]
+    assert shown[2].startswith("$25") and shown[3:5] == ["", ""]
+    assert transcript.text == join_display(shown) and transcript.text[0] == "H" and transcript.text[-1] in ".?!"
+    assert [e.raw_text for e in transcript.nbest] == ["he paid twenty five dollars who knew", "he paid twenty dollars"]
+    assert transcript.nbest[0].text == transcript.text and "$20" in transcript.nbest[1].text
+    assert transcript.to_json()["raw_text"] == transcript.raw_text and "punctuation" in transcript.timings
+    off = recognizer.present(make_transcript("he paid twenty dollars"), DecodeOptions(punctuate=False))
+    assert off.text == off.raw_text == "he paid twenty dollars" and all(w.punctuated_word is None for w in off.words)
+
+
+def test_itn_alone_and_punctuation_without_a_bundle() -> None:
+    recognizer = Recognizer(BundleSet())
+    plain = recognizer.present(make_transcript("he paid twenty dollars"), DecodeOptions())
+    assert plain.text == "he paid twenty dollars"
+    numbers = recognizer.present(make_transcript("he paid twenty dollars"), DecodeOptions(itn=True))
+    assert numbers.text == "he paid $20" and [w.punctuated_word for w in numbers.words] == ["he", "paid", "$20", ""]
+    with pytest.raises(InvalidOption, match="punctuation bundle"):
+        recognizer.present(make_transcript("he paid"), DecodeOptions(punctuate=True))
