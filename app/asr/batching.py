@@ -96,7 +96,7 @@ class InferenceEngine:
         transcript = await loop.run_in_executor(self.executor, lambda: self.recognizer.decode(bundle, emissions, options, duration=duration))
         transcript.timings = {"acoustic": acoustic, "decode": time.perf_counter() - started - acoustic, **transcript.timings}
         transcript.warp = warp
-        return transcript
+        return self.recognizer.present(transcript, options)
 
     async def _collect(self, lane: _Lane, model: AcousticModel) -> None:
         """Cut the queue into length buckets and start them, until the queue stays empty."""

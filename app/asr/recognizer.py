@@ -121,7 +121,7 @@ class Recognizer:
             transcript = self.decode(bundle, emissions, options, duration=duration)
         transcript.timings = {"acoustic": acoustic, "decode": time.perf_counter() - started - acoustic, **transcript.timings}
         transcript.warp = warp
-        return transcript
+        return self.present(transcript, options)
 
     def vtln_warps(self, bundle: AcousticBundle, options: DecodeOptions) -> tuple[float, ...]:
         """The frequency warps to try on this request's audio (see `app.asr.options.resolve`)."""
