@@ -31,7 +31,7 @@ import numpy as np
 from app.asr.bundle import load_bundles
 from app.asr.options import DecodeOptions
 from app.asr.recognizer import Recognizer
-from app.asr.streaming import Stream
+from app.asr.streaming import Stream, StreamOptions
 from export.bench_models import wav_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,11 +211,11 @@ def expected_messages(recognizer: Recognizer, model: str, chunks: list[bytes]) -
     return out
 
 
-def measure_accept(recognizer: Recognizer, model: str, samples: np.ndarray, rate: int) -> dict[str, Any]:
-    """Per-chunk `Stream.accept` time at 160 ms chunks, and `finish` time, in-process."""
+def accept_times(recognizer: Recognizer, model: str, samples: np.ndarray, rate: int, *, cached: bool = True) -> tuple[list[float], float]:
+    """`Stream.accept` time of every 160 ms chunk, and the `finish` time, with the bundle's default options."""
     bundle = recognizer.bundle(model)
     options = DecodeOptions()
-    stream = Stream(recognizer, bundle, recognizer.acoustic_model(bundle, options), options)
+    stream = Stream(recognizer, bundle, recognizer.acoustic_model(bundle, options), options, StreamOptions(cached=cached))
     size = int(CHUNK_SECONDS * rate)
     times = []
     for i in range(0, len(samples), size):
@@ -224,19 +224,60 @@ def measure_accept(recognizer: Recognizer, model: str, samples: np.ndarray, rate
         times.append(time.perf_counter() - started)
     started = time.perf_counter()
     stream.finish()
-    finish = time.perf_counter() - started
-    return {"chunk_seconds": CHUNK_SECONDS, "chunks": len(times), "median": statistics.median(times), "p95": percentile(times, 95), "max": max(times),
-            "finish_seconds": finish, "share_of_real_time": statistics.median(times) / CHUNK_SECONDS}  # fmt: skip
+    return times, time.perf_counter() - started
+
+
+def look_ahead_seconds(recognizer: Recognizer, model: str) -> float:
+    """Audio a frame waits for after its own start before it can be computed (exact models: the right padding;
+    windowed models: the stream's right context), not counting the wait for a whole chunk."""
+    bundle = recognizer.bundle(model)
+    geometry = recognizer.acoustic_model(bundle, DecodeOptions()).geometry
+    samples = geometry.right_pad if geometry.exact else StreamOptions().right_context * geometry.stride
+    return samples / bundle.manifest.sample_rate
+
+
+def measure_accept(recognizer: Recognizer, model: str, samples: np.ndarray, rate: int, *, rounds: int = 3) -> dict[str, Any]:
+    """Per-chunk `Stream.accept` time at 160 ms chunks against the offline acoustic model's time for the same
+    audio (`accept_over_offline`: median chunk time over the offline time of 160 ms of it), in-process,
+    alternated `rounds` times; with the cached streaming graph and, for comparison, the receptive-field windows."""
+    acoustic = recognizer.acoustic_model(recognizer.bundle(model), DecodeOptions())
+    has_graph = acoustic.streaming is not None
+    cached: list[float] = []
+    windows: list[float] = []
+    offline: list[float] = []
+    finish: list[float] = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        acoustic.emissions(samples)
+        offline.append(time.perf_counter() - started)
+        times, finished = accept_times(recognizer, model, samples, rate, cached=True)
+        cached += times
+        finish.append(finished)
+        if has_graph:
+            windows += accept_times(recognizer, model, samples, rate, cached=False)[0]
+    audio = len(samples) / rate
+    offline_chunk = min(offline) * CHUNK_SECONDS / audio
+    median = statistics.median(cached)
+    result = {"chunk_seconds": CHUNK_SECONDS, "chunks": len(cached), "median": median, "p95": percentile(cached, 95), "max": max(cached),
+              "finish_seconds": statistics.median(finish), "share_of_real_time": median / CHUNK_SECONDS, "cached_graph": has_graph,
+              "offline_acoustic_seconds": min(offline), "offline_acoustic_per_chunk": offline_chunk, "accept_over_offline": median / offline_chunk,
+              "look_ahead_seconds": look_ahead_seconds(recognizer, model)}  # fmt: skip
+    if windows:
+        result["windows_median"] = statistics.median(windows)
+        result["windows_over_offline"] = statistics.median(windows) / offline_chunk
+    return result
 
 
 @dataclass
 class StreamRecord:
     partial: list[float] = field(default_factory=list)
     final: list[float] = field(default_factory=list)
+    speech_end_to_final: list[float] = field(default_factory=list)  # from the chunk holding a final's last word end to the final
     eof_to_final: float | None = None
     matched: int = 0
     received: int = 0
     error: str | None = None
+    refused: bool = False  # closed at once with 1013: the server was at its stream capacity
 
 
 async def one_stream(url: str, model: str, chunks: list[bytes], expected: list[tuple[int, str, str]], *, delay: float, timeout: float) -> StreamRecord:
@@ -251,7 +292,8 @@ async def one_stream(url: str, model: str, chunks: list[bytes], expected: list[t
             await ws.send(json.dumps({"type": "config", "model": model, "sample_rate": 16000, "encoding": "pcm_s16le"}))
             ready = json.loads(await asyncio.wait_for(ws.recv(), timeout))
             if ready.get("type") != "ready":
-                record.error = f"no ready: {ready}"
+                record.refused = ready.get("code") == "too_many_streams"
+                record.error = None if record.refused else f"no ready: {ready}"
                 return record
 
             async def sender() -> None:
@@ -278,6 +320,10 @@ async def one_stream(url: str, model: str, chunks: list[bytes], expected: list[t
                     break
                 if message["type"] == "final":
                     last_final = now
+                    words = message.get("words") or []
+                    if words and sent_at:  # the end of speech: the last word's end, as the chunk holding it was sent
+                        index = min(int(words[-1]["end"] / CHUNK_SECONDS), len(sent_at) - 1)
+                        record.speech_end_to_final.append(now - sent_at[index])
                 k = record.received
                 record.received += 1
                 if aligned and k < len(expected) and expected[k][1:] == (message["type"], message.get("text", "")):
@@ -308,19 +354,25 @@ async def stream_level(url: str, model: str, chunks: list[bytes], expected: list
     records = await asyncio.gather(*(bounded(float(rng.uniform(0, CHUNK_SECONDS))) for _ in range(streams)))
     partial = [x for r in records for x in r.partial]
     final = [x for r in records for x in r.final]
+    speech_end = [x for r in records for x in r.speech_end_to_final]
     eof = [r.eof_to_final for r in records if r.eof_to_final is not None]
     errors = [r.error for r in records if r.error]
-    return {"streams": streams, "partial_latency": latency_summary(partial), "final_latency": latency_summary(final),
-            "eof_to_last_final": latency_summary(eof), "errors": len(errors), "first_error": errors[0] if errors else None,
+    refused = sum(r.refused for r in records)
+    return {"streams": streams, "accepted": streams - refused, "refused": refused, "partial_latency": latency_summary(partial),
+            "final_latency": latency_summary(final), "speech_end_to_final": latency_summary(speech_end), "eof_to_last_final": latency_summary(eof),
+            "errors": len(errors), "first_error": errors[0] if errors else None,
             "matched_share": sum(r.matched for r in records) / max(sum(r.received for r in records), 1)}  # fmt: skip
 
 
 def measure_streams(server: Server, recognizer: Recognizer, *, model: str, samples: np.ndarray, rate: int, levels: tuple[int, ...],
                     limit_seconds: float = 0.5) -> dict[str, Any]:
-    """Raise the number of real-time streams until the p95 partial latency passes `limit_seconds` (or a stream fails)."""
+    """Raise the number of real-time streams until the p95 partial latency of the accepted ones passes `limit_seconds`
+    (or a stream fails). Streams the server refuses past its capacity (1013) are counted, not failures:
+    `sustained_streams` is the most streams accepted at once within the limit."""
     chunks = chunks_of(samples, rate)
     expected = expected_messages(recognizer, model, chunks)
     result: dict[str, Any] = {"audio_seconds": len(samples) / rate, "chunk_seconds": CHUNK_SECONDS, "limit_seconds": limit_seconds,
+                              "look_ahead_seconds": look_ahead_seconds(recognizer, model), "endpoint_silence": StreamOptions().endpoint_silence,
                               "expected_partials": sum(1 for e in expected if e[1] == "partial"), "levels": [], "sustained_streams": 0}  # fmt: skip
     for streams in levels:
         level = asyncio.run(stream_level(server.url, model, chunks, expected, streams, timeout=30.0 + len(samples) / rate))
@@ -331,7 +383,7 @@ def measure_streams(server: Server, recognizer: Recognizer, *, model: str, sampl
         level["within_limit"] = ok
         if not ok:
             break
-        result["sustained_streams"] = streams
+        result["sustained_streams"] = max(result["sustained_streams"], level["accepted"])
     return result
 
 
