@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, description="bearer tokens; empty = no authentication")
     api_keys_file: Path | None = None
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    public_docs: bool = Field(False, description="serve /docs, /redoc and /openapi.json without a key even when API keys are set")
 
     @field_validator("api_keys", "cors_origins", "precisions", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import demo, http, openai, realtime, stream
+from app.api import demo, docs, http, openai, realtime, stream
 from app.api.errors import install_error_handlers
 from app.api.limits import BodyLimitMiddleware, body_limit
 from app.api.metrics import Metrics
@@ -51,11 +51,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.shutting_down = True
             executor.shutdown(wait=True, cancel_futures=False)
 
-    app = FastAPI(title="asr-server", version=__version__, lifespan=lifespan,
+    api_keys = settings.all_api_keys()
+    protect_docs = bool(api_keys) and not settings.public_docs
+    app = FastAPI(title="asr-server", version=__version__, lifespan=lifespan, **docs.docs_urls(protected=protect_docs),
                   description="Speech recognition on ONNX Runtime: Wav2Letter (ASG/CTC) and wav2vec 2.0, beam search, Transformer-XL rescoring.")
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.api_keys = settings.all_api_keys()
+    app.state.api_keys = api_keys
     app.state.shutting_down = False
     app.state.active_streams = 0
     app.state.draining = asyncio.Event()
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stream.router)
     app.include_router(realtime.router)
     app.include_router(demo.router)
+    if protect_docs:
+        docs.install(app)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,8 +15,12 @@ from app.asr.errors import ASRError
 log = logging.getLogger(__name__)
 
 
+OBJECT_REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    """The JSON error; a Python object repr in `message` (it carries a heap address) becomes `<object>`."""
+    return JSONResponse({"error": {"code": code, "message": OBJECT_REPR.sub("<object>", message)}}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -48,9 +48,10 @@ async def list_models(recognizer: RecognizerDep) -> ModelList:
     return ModelList(data=data)
 
 
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
-    """Alive: the process answers."""
+    """Alive: the process answers (`HEAD` too, for probes that send it)."""
     return {"status": "ok"}
 
 

@@ -20,7 +20,7 @@ from app.api.service import transcribe_bytes
 from app.asr.errors import InvalidOption
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
-OPENAI_MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+OPENAI_MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")  # the default model; any other name must be a bundle (HTTP and Realtime alike)
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
 OPENAI_BODY = {

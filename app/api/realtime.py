@@ -22,8 +22,9 @@ Client events (an optional `event_id` is echoed in the errors it causes):
   - `input_audio_format`: `pcm16` (16-bit little-endian mono at 24 kHz), `g711_ulaw` or
     `g711_alaw` (8 kHz). GA: `{"type": "audio/pcm", "rate": 24000}`, `audio/pcmu`,
     `audio/pcma`; as an extension `audio/pcm` takes any `rate` from 8000 to 192000.
-  - `model`: a bundle name, or an OpenAI model name (`gpt-4o-transcribe`, `whisper-1`, ...)
-    for the server's default model. `language` and `prompt` are accepted and ignored.
+  - `model`: a bundle name, or one of OpenAI's transcription models (`whisper-1`,
+    `gpt-4o-transcribe`, `gpt-4o-mini-transcribe`) for the server's default model; any other
+    name is refused with `unknown_model`, as over HTTP. `language` and `prompt` are accepted and ignored.
   - `turn_detection`: `{"type": "server_vad", "silence_duration_ms": 500}` (the default;
     `semantic_vad` runs as `server_vad`; `threshold` and `prefix_padding_ms` are ignored because
     endpoints come from the model's own blank frames) or `null` for manual commits only.
@@ -56,6 +57,8 @@ server VAD after 20 s of continuous speech.
 
 Authentication (when API keys are set): `Authorization: Bearer <key>`, the subprotocol pair
 `["bearer", "<key>"]`, or OpenAI's browser form, a subprotocol `openai-insecure-api-key.<key>`.
+Without a valid key the handshake completes, an `error` event with code `unauthorized` follows and
+the server closes with 1008.
 """
 
 from __future__ import annotations
@@ -74,14 +77,22 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.api.deps import key_is_valid
 from app.api.openai import OPENAI_MODEL_ALIASES
-from app.api.stream import AudioFormat, ProtocolError, StreamSession, authorized, build_stream, registered
+from app.api.stream import (
+    UNAUTHORIZED,
+    AudioFormat,
+    ProtocolError,
+    StreamSession,
+    authorized,
+    build_stream,
+    refuse_unauthorized,
+    registered,
+)
 from app.asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from app.asr.streaming import Stream, StreamResult
 
 router = APIRouter()
 log = logging.getLogger(__name__)
 
-OPENAI_MODEL_PREFIXES = ("gpt-", "whisper-")
 FORMAT_RATES = {"pcm16": 24000, "g711_ulaw": 8000, "g711_alaw": 8000}
 GA_FORMATS = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
 MANUAL_MAX_ITEM = 120.0  # seconds: without turn detection an item is committed on its own after this long
@@ -130,7 +141,7 @@ class SessionConfig:
 
     def stream_config(self) -> dict[str, Any]:
         """The `/v1/stream` config this session runs as."""
-        model = None if self.model is None or self.model in OPENAI_MODEL_ALIASES or self.model.startswith(OPENAI_MODEL_PREFIXES) else self.model
+        model = None if self.model is None or self.model in OPENAI_MODEL_ALIASES else self.model  # like POST /v1/audio/transcriptions
         return {"model": model, "sample_rate": self.sample_rate, "encoding": "pcm_s16le", "channels": 1, "interim_results": True,
                 "endpoint_silence": self.silence_ms / 1000 if self.vad else 10.0, "max_utterance": VAD_MAX_ITEM if self.vad else MANUAL_MAX_ITEM}
 
@@ -431,7 +442,8 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
     state = websocket.app.state
     ok, subprotocol = realtime_authorized(websocket)
     if not ok:
-        await websocket.close(1008, reason="missing or invalid API key")
+        await refuse_unauthorized(websocket, {"event_id": _new_id("event"), "type": "error", "error": {
+            "type": "invalid_request_error", "code": "unauthorized", "message": UNAUTHORIZED, "param": None, "event_id": None}})
         return
     await websocket.accept(subprotocol=subprotocol)
     session = RealtimeSession(websocket)

@@ -24,7 +24,12 @@ class Upload:
 
 
 async def read_upload(request: Request, *, max_bytes: int, file_field: str = "file") -> Upload:
-    """The audio bytes from a multipart `file` field or a raw body, refusing more than `max_bytes`."""
+    """The audio bytes from a multipart `file` field or a raw body, refusing more than `max_bytes`.
+
+    A request that arrives once the server is shutting down is refused here, before its body is
+    read (503 `shutting_down`); one whose body was arriving when the shutdown began is served."""
+    if request.app.state.shutting_down:
+        raise ShuttingDown("the server is shutting down; retry on another instance")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > body_limit(max_bytes):
         raise AudioTooLarge(f"request body of {declared} bytes exceeds the limit of {max_bytes} bytes")
@@ -65,8 +70,6 @@ async def read_upload(request: Request, *, max_bytes: int, file_field: str = "fi
 async def transcribe_bytes(request: Request, data: bytes, *, model: str | None, options: DecodeOptions, endpoint: str) -> Transcript:
     """Decode and transcribe in the inference pool; at most `max_concurrent_requests` at once."""
     state = request.app.state
-    if state.shutting_down:
-        raise ShuttingDown("the server is shutting down; retry on another instance")
     semaphore: asyncio.Semaphore = state.request_slots
     if semaphore.locked():
         raise Busy(f"the server is handling {state.settings.max_concurrent_requests} requests; retry shortly")

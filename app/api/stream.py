@@ -23,7 +23,8 @@ server is at its stream limit, 1001 after the idle timeout.
 
 Authentication (when API keys are set): `Authorization: Bearer <key>` header, or the
 subprotocol pair `["bearer", "<key>"]` for browsers that cannot set headers. Never a query
-string, which lands in access logs.
+string, which lands in access logs. Without a valid key the handshake completes and the
+server sends `{"type": "error", "code": "unauthorized"}` and closes with 1008.
 """
 
 from __future__ import annotations
@@ -158,6 +159,20 @@ def authorized(websocket: WebSocket) -> tuple[bool, str | None]:
     return False, None
 
 
+UNAUTHORIZED = "missing or invalid API key (send 'Authorization: Bearer <key>' or the subprotocols 'bearer', '<key>')"
+
+
+async def refuse_unauthorized(websocket: WebSocket, message: dict[str, Any]) -> None:
+    """Complete the handshake, send `message` and close with 1008: refused before the handshake, a
+    client sees only an HTTP 403 and no reason. A browser completes a handshake only when one of its
+    subprotocols is echoed, so one is: `bearer` when offered, else the first that carries no key."""
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    plain = [p for p in offered if not p.startswith("openai-insecure-api-key.")] if "bearer" not in offered else ["bearer"]
+    await websocket.accept(subprotocol=plain[0] if plain else None)
+    await websocket.send_text(json.dumps(message))
+    await websocket.close(1008, reason="missing or invalid API key")
+
+
 class StreamSession:
     """Runs one connection: all the work of one stream happens in order, in the inference pool."""
 
@@ -281,7 +296,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     state = websocket.app.state
     ok, subprotocol = authorized(websocket)
     if not ok:
-        await websocket.close(1008, reason="missing or invalid API key")
+        await refuse_unauthorized(websocket, {"type": "error", "code": "unauthorized", "message": UNAUTHORIZED})
         return
     await websocket.accept(subprotocol=subprotocol)
     session = StreamSession(websocket)

@@ -15,6 +15,7 @@ acoustic model to infinite activations and NaN emissions (`f32le` frames of 1e38
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,9 +102,13 @@ def _check_header(rate: int, channels: int) -> None:
         raise InvalidAudio(f"{channels} channels is outside 1..{MAX_CHANNELS}")
 
 
+_OBJECT_REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")  # `<_io.BytesIO object at 0x7f...>`: a heap address
+
+
 def _describe(error: Exception) -> str:
+    """The first line of a decoder's message, with Python object reprs (heap addresses) left out."""
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:200]
+    return _OBJECT_REPR.sub("the audio", text)[:200]
 
 
 def pcm_to_float(data: bytes, encoding: str) -> np.ndarray:

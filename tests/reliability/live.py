@@ -8,6 +8,7 @@ real ones. Only loopback addresses are used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,3 +217,28 @@ def rss_slope_mb_per_1000(points: list[tuple[int, float]]) -> float:
     x = np.array([p[0] for p in points], dtype=np.float64)
     y = np.array([p[1] for p in points], dtype=np.float64)
     return float(np.polyfit(x, y, 1)[0] * 1000)
+
+
+@contextlib.contextmanager
+def thread_server(app: Any) -> Iterator[str]:
+    """`app` under uvicorn on a free loopback port, in a thread of this process; yields `host:port`."""
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind((HOST, 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.05)
+        yield f"{HOST}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
