@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(100 * 1024 * 1024, gt=0)
     max_audio_seconds: float = Field(3600.0, gt=0)
     max_concurrent_requests: int = Field(32, gt=0)
-    max_streams: int = Field(64, gt=0)
+    max_streams: int | None = Field(None, gt=0, description="concurrent WebSocket streams; unset = the capacity measured at start-up (app.asr.capacity)")
     stream_idle_seconds: float = Field(30.0, gt=0)
     ws_max_message_bytes: int = Field(1 << 20, gt=0)
     # Connections (enforced by `app.server.LimitedHttpProtocol`)

@@ -19,7 +19,9 @@ from app.api.limits import BodyLimitMiddleware, body_limit
 from app.api.metrics import Metrics
 from app.asr.batching import InferenceEngine
 from app.asr.bundle import load_bundles
+from app.asr.capacity import Admission, StreamCapacity, capacity_from_setting, measure_stream_capacity
 from app.asr.recognizer import Recognizer
+from app.asr.stream_batching import StreamScheduler
 from app.config import Settings
 
 log = logging.getLogger("app")
@@ -42,6 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = InferenceEngine(recognizer, executor, max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
                                            max_in_flight=settings.resolved_workers())
         app.state.request_slots = asyncio.Semaphore(settings.max_concurrent_requests)
+        app.state.streams = StreamScheduler(executor)  # every stream's chunks, batched across streams
+        app.state.admission = Admission(stream_capacity(settings, recognizer))
+        app.state.metrics.stream_capacity.set(app.state.admission.limit)
+        log.info("stream capacity: %s", app.state.admission.capacity.describe())
         app.state.draining = asyncio.Event()  # set by `drain` when the server starts shutting down
         app.state.shutting_down = False  # a restarted lifespan (the same app served again) is ready again
         log.info("serving %d acoustic and %d LM bundles from %s", len(bundles.acoustic), len(bundles.lms), settings.models_dir)
@@ -75,6 +81,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if protect_docs:
         docs.install(app)
     return app
+
+
+def stream_capacity(settings: Settings, recognizer: Recognizer) -> StreamCapacity:
+    """`ASR_MAX_STREAMS` when set, else what the default model's streams cost here, measured now."""
+    setting = capacity_from_setting(settings.max_streams)
+    if setting is not None:
+        return setting
+    try:
+        bundle = recognizer.bundle(None)
+    except Exception:  # noqa: BLE001 - no model loaded: /readyz says so; streams are refused when they name one
+        return StreamCapacity(1, "measured")
+    return measure_stream_capacity(recognizer, bundle, workers=settings.resolved_workers())
 
 
 async def drain(app: FastAPI, *, timeout: float) -> None:

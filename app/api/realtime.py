@@ -365,13 +365,13 @@ class RealtimeSession(StreamSession):
         samples = self.audio.convert(data)
         self.pending += count
         self.stream_samples += count
-        await self.publish(await self.run_in_pool(self.stream.accept, samples))
+        await self.publish(await self.run_locked(lambda: self.state.streams.accept(self.stream, samples)))
 
     async def commit(self) -> None:
         if not self.pending:
             raise RealtimeError("input_audio_buffer_commit_empty", "the buffer holds no audio since the last commit")
         stream, tail = self.stream, self.audio.convert(b"", last=True)
-        results = await self.run_in_pool(lambda: stream.accept(tail) + stream.finish())
+        results = await self.run_locked(lambda: self.state.streams.accept_and_finish(stream, tail))
         last = max((i for i, r in enumerate(results) if r.kind == "final"), default=None)
         await self.publish(results[:last] if last is not None else results)
         final = results[last] if last is not None else StreamResult("final", "", start=self.stream_samples / self.audio.sample_rate,
@@ -452,8 +452,10 @@ async def realtime_endpoint(websocket: WebSocket) -> None:
         await session.error("unsupported_intent", f"intent={intent!r}: this server runs only transcription sessions (?intent=transcription)", param="intent")
         await websocket.close(1008)
         return
-    if state.active_streams >= state.settings.max_streams or state.shutting_down:
-        await session.error("too_many_streams", f"the server is at its limit of {state.settings.max_streams} streams", kind="server_error")
+    if state.shutting_down or not state.admission.admit(state.active_streams):
+        state.metrics.streams_refused.inc()
+        reason = "the server is shutting down" if state.shutting_down else state.admission.reason()
+        await session.error("too_many_streams", reason, kind="server_error")
         await websocket.close(1013)
         return
     with registered(state, session):  # `app.main.drain` waits for it to commit and close on shutdown

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,9 +192,13 @@ class StreamSession:
 
     async def run_in_pool(self, fn: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
+        return await self.run_locked(lambda: loop.run_in_executor(self.state.executor, fn, *args))
+
+    async def run_locked(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """`work()` awaited in this connection's order, its ASR errors mapped to protocol errors."""
         async with self.lock:
             try:
-                return await loop.run_in_executor(self.state.executor, fn, *args)
+                return await work()
             except (InvalidAudio, EmptyAudio) as e:
                 raise ProtocolError(e.code, e.message, 1003) from e
             except ASRError as e:
@@ -222,7 +226,7 @@ class StreamSession:
     async def flush(self, stream: Stream, audio_format: AudioFormat, **eof: str) -> None:
         """Final results for the audio so far, then `eof`."""
         tail = audio_format.convert(b"", last=True)
-        results = await self.run_in_pool(lambda: stream.accept(tail) + stream.finish())
+        results = await self.run_locked(lambda: self.state.streams.accept_and_finish(stream, tail))
         for result in results:
             await self.send(result_message(result))
         await self.send({"type": "eof", **eof})
@@ -256,7 +260,7 @@ class StreamSession:
                 if len(data) > settings.ws_max_message_bytes:
                     raise ProtocolError("frame_too_large", f"audio frame of {len(data)} bytes exceeds {settings.ws_max_message_bytes}", 1009)
                 samples = audio_format.convert(data)
-                for result in await self.run_in_pool(stream.accept, samples):
+                for result in await self.run_locked(lambda: self.state.streams.accept(stream, samples)):  # noqa: B023 - awaited at once
                     await self.send(result_message(result))
                 continue
             event = _parse_event(text)
@@ -303,8 +307,9 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     if state.shutting_down:
         await session.fail("shutting_down", "the server is shutting down", 1001)
         return
-    if state.active_streams >= state.settings.max_streams:
-        await session.fail("too_many_streams", f"the server is at its limit of {state.settings.max_streams} streams", 1013)
+    if not state.admission.admit(state.active_streams):  # refused at once: the open streams keep their latency
+        state.metrics.streams_refused.inc()
+        await session.fail("too_many_streams", state.admission.reason(), 1013)
         return
     with registered(state, session):
         try:

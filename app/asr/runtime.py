@@ -88,6 +88,7 @@ class AcousticModel:
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
         self.streaming: StreamGraph | None = None  # the cached streaming path, when the graph has one (app.asr.stream_graph)
+        self.on_gpu = session.get_providers()[0] == "CUDAExecutionProvider"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """One ONNX call on an already padded batch `[B, N]` -> `[B, T, V]`.

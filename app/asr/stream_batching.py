@@ -57,6 +57,10 @@ class StreamScheduler:
         results = await self._drive(stream, stream.take(final=True), final=True)
         return results + await loop.run_in_executor(self.executor, stream.flush)
 
+    async def accept_and_finish(self, stream: Stream, samples: np.ndarray) -> list[StreamResult]:
+        """The last samples, then the end of input: what a stream's `eof` runs."""
+        return await self.accept(stream, samples) + await self.finish(stream)
+
     async def _drive(self, stream: Stream, request: ChunkRequest | None, *, final: bool) -> list[StreamResult]:
         loop = asyncio.get_running_loop()
         results: list[StreamResult] = []

@@ -24,7 +24,7 @@ def test_batched_equals_single(models_dir: Path) -> None:
 
     async def run() -> tuple[list[np.ndarray], InferenceEngine]:
         with ThreadPoolExecutor(2) as executor:
-            engine = InferenceEngine(recognizer, executor, max_batch=8, max_wait_ms=20, max_in_flight=1)
+            engine = InferenceEngine(recognizer, executor, max_batch=8, max_wait_ms=20, max_in_flight=1, batch_on_cpu=True)
             results = await asyncio.gather(*(engine.emissions(model, c) for c in clips))
             transcripts = await asyncio.gather(*(engine.transcribe(bundle, c, DecodeOptions()) for c in clips[:4]))
             assert [t.text for t in transcripts] == [recognizer.transcribe(c, model="tiny-asg", options=DecodeOptions()).text for c in clips[:4]]
@@ -35,3 +35,20 @@ def test_batched_equals_single(models_dir: Path) -> None:
     for single, batched in zip(singles, results, strict=True):
         assert single.shape == batched.shape
         np.testing.assert_allclose(batched, single, atol=1e-4, rtol=1e-4)
+
+
+def test_convolutional_models_run_alone_on_the_cpu(models_dir: Path) -> None:
+    """Batching pays only where it gains: on the CPU a convolutional model's requests each run alone."""
+    recognizer = Recognizer(load_bundles(models_dir, threads=1), default_model="tiny-asg")
+    model = recognizer.bundle("tiny-asg").models["fp32"]
+    clips = [speechlike(0.5, seed=i) for i in range(6)]
+
+    async def run() -> InferenceEngine:
+        with ThreadPoolExecutor(2) as executor:
+            engine = InferenceEngine(recognizer, executor, max_batch=8, max_wait_ms=20, max_in_flight=1)
+            assert not model.on_gpu and not engine.pays(model)
+            await asyncio.gather(*(engine.emissions(model, c) for c in clips))
+            return engine
+
+    engine = asyncio.run(run())
+    assert engine.batches_run == 0 and engine.items_run == 0  # every request took the single path
