@@ -365,7 +365,8 @@ def evaluate(model: Any, source: Labelled, *, length: int = 96, max_words: int =
 # --- training ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainConfig:
-    minutes: float = 35.0
+    minutes: float = 35.0  # wall clock
+    cpu_minutes: float = 0.0  # > 0: also a budget of process CPU time (all threads), so a shared machine slows the schedule, not the learning
     steps: int = 1_000_000
     lr: float = 1e-3
     final_lr_ratio: float = 0.05
@@ -399,6 +400,7 @@ def train(prepared: Path, out: Path, *, model_config: dict[str, Any], batch: Bat
     batcher = Batcher(sources, SOURCE_WEIGHTS, batch, seed=config.seed)
     log = (out / "log.jsonl").open("a")
     started = last_eval = time.time()
+    cpu_started = time.process_time()
     step, seen, running = 0, 0, 0.0
 
     def save(scores: Any = None) -> Path:
@@ -411,7 +413,8 @@ def train(prepared: Path, out: Path, *, model_config: dict[str, Any], batch: Bat
     model.train()
     while True:
         elapsed = (time.time() - started) / 60
-        progress = max(step / config.steps, elapsed / config.minutes if config.minutes > 0 else 0.0)
+        cpu = (time.process_time() - cpu_started) / 60
+        progress = max(step / config.steps, elapsed / config.minutes if config.minutes > 0 else 0.0, cpu / config.cpu_minutes if config.cpu_minutes > 0 else 0.0)
         if progress >= 1.0:
             break
         lr = config.lr * min(1.0, (step + 1) / config.warmup) * (config.final_lr_ratio + (1 - config.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
@@ -429,8 +432,8 @@ def train(prepared: Path, out: Path, *, model_config: dict[str, Any], batch: Bat
         running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
         if step % config.log_every == 0:
             rate = seen / (time.time() - started)
-            print(f"step {step} loss {running:.4f} lr {lr:.2e} words {seen} ({rate:.0f}/s) {elapsed:.1f} min", flush=True)
-            log.write(json.dumps({"step": step, "loss": round(running, 4), "lr": lr, "words": seen, "minutes": round(elapsed, 2)}) + "\n")
+            print(f"step {step} loss {running:.4f} lr {lr:.2e} words {seen} ({rate:.0f}/s) {elapsed:.1f} min, {cpu:.1f} CPU min", flush=True)
+            log.write(json.dumps({"step": step, "loss": round(running, 4), "lr": lr, "words": seen, "minutes": round(elapsed, 2), "cpu_minutes": round(cpu, 2)}) + "\n")
             log.flush()
         if time.time() - last_eval > config.eval_minutes * 60:
             scores = evaluate(model, dev, max_words=config.eval_words)
@@ -462,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--d-embed", type=int, default=128)
     tr.add_argument("--layers", type=int, default=4)
     tr.add_argument("--d-inner", type=int, default=768)
-    tr.add_argument("--minutes", type=float, default=35.0)
+    tr.add_argument("--minutes", type=float, default=35.0, help="wall-clock budget")
+    tr.add_argument("--cpu-minutes", type=float, default=0.0, help="also a budget of CPU minutes (all threads); the schedule follows whichever ends first")
     tr.add_argument("--steps", type=int, default=1_000_000)
     tr.add_argument("--lr", type=float, default=2e-3)
     tr.add_argument("--batch-words", type=int, default=4096)
@@ -475,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     model_config = {"encoder": args.encoder, "d_model": args.d_model, "d_embed": args.d_embed, "n_layer": args.layers, "d_inner": args.d_inner}
     path = train(args.prepared, args.out, model_config=model_config, batch=BatchConfig(tokens=args.batch_words, max_words=args.max_words),
-                 config=TrainConfig(minutes=args.minutes, steps=args.steps, lr=args.lr, eval_minutes=args.eval_minutes), threads=args.threads)
+                 config=TrainConfig(minutes=args.minutes, cpu_minutes=args.cpu_minutes, steps=args.steps, lr=args.lr, eval_minutes=args.eval_minutes), threads=args.threads)
     print(f"wrote {path}")
     return 0
 
