@@ -70,33 +70,35 @@ def measure_stream_capacity(recognizer: Recognizer, bundle: AcousticBundle, *, w
         stream.accept(audio[i : i + chunk])
         chunks += 1
     stream.finish()
-    total = (time.perf_counter() - started) / max(chunks, 1)  # everything one stream costs per chunk, alone
-    alone, batched = _acoustic_per_chunk(model, chunk_frames=stream_options.chunk_frames, batch=batch)
-    decode = max(total - alone, 0.0)
-    cost = batched + decode / max(workers, 1)
+    total = (time.perf_counter() - started) / max(chunks, 1)  # everything one stream costs per chunk of audio, alone
+    frames = chunk / model.geometry.stride  # frames per chunk of audio
+    compute = stream_options.cached_chunk_frames if stream.graph is not None else stream_options.chunk_frames
+    alone, batched = _acoustic_per_frame(model, frames=compute, batch=batch)
+    decode = max(total - alone * frames, 0.0)
+    cost = batched * frames + decode / max(workers, 1)
     streams = max(int(headroom * CHUNK_SECONDS / max(cost, 1e-6)), 1)
-    return StreamCapacity(streams, "measured", acoustic_seconds=batched, decode_seconds=decode)
+    return StreamCapacity(streams, "measured", acoustic_seconds=batched * frames, decode_seconds=decode)
 
 
-def _acoustic_per_chunk(model: object, *, chunk_frames: int, batch: int, repeats: int = 3) -> tuple[float, float]:
-    """(seconds per chunk alone, seconds per chunk of one stream inside a call of `batch`), best of `repeats`."""
+def _acoustic_per_frame(model: object, *, frames: int, batch: int, repeats: int = 3) -> tuple[float, float]:
+    """(seconds per frame computed `frames` at a time alone, the same inside a call of `batch` streams), best of `repeats`."""
     from app.asr.runtime import AcousticModel
 
     assert isinstance(model, AcousticModel)
     graph = model.streaming
     rng = np.random.default_rng(0)
     if graph is None:  # every chunk recomputes its receptive field; batching does not apply
-        window = model.geometry.receptive_field + (chunk_frames - 1) * model.geometry.stride
+        window = model.geometry.receptive_field + (frames - 1) * model.geometry.stride
         x = (0.05 * rng.standard_normal((1, window))).astype(np.float32)
-        best = min(_timed(lambda: model.run(x)) for _ in range(repeats))
+        best = min(_timed(lambda: model.run(x)) for _ in range(repeats)) / frames
         return best, best
-    samples = (0.05 * rng.standard_normal(chunk_frames * graph.stride)).astype(np.float32)
+    samples = (0.05 * rng.standard_normal(frames * graph.stride)).astype(np.float32)
 
     def run(n: int) -> float:
         states = [graph.new_state() for _ in range(n)]
-        requests = [graph.take(s, samples, chunk_frames=chunk_frames) for s in states]
+        requests = [graph.take(s, samples, chunk_frames=frames) for s in states]
         ready = [r for r in requests if r is not None]
-        return _timed(lambda: graph.run(ready)) / max(len(ready), 1)
+        return _timed(lambda: graph.run(ready)) / max(len(ready), 1) / frames
 
     run(1)  # first call allocates
     return min(run(1) for _ in range(repeats)), min(run(batch) for _ in range(repeats))

@@ -4,7 +4,7 @@
 emissions as soon as enough input exists:
 
 - exact-context bundles whose graph streams with per-layer caches (`app.asr.stream_graph`,
-  Wav2Letter exported by this project): every `chunk_frames` frames of new audio run through
+  Wav2Letter exported by this project): every `cached_chunk_frames` frames of new audio run through
   the graph with the caches of what came before, so a chunk costs what its own frames cost,
   and the emissions equal the offline ones whatever the piece sizes. `take` and `give` split
   that step in two, so that a scheduler can run the chunks of many streams in one call
@@ -30,7 +30,8 @@ import numpy as np
 
 from app.asr.bundle import AcousticBundle
 from app.asr.options import DecodeOptions
-from app.asr.recognizer import Recognizer, Transcript, greedy_segments
+from app.asr.partial import BestPath
+from app.asr.recognizer import Recognizer, Transcript
 from app.asr.runtime import AcousticModel
 from app.asr.stream_graph import ChunkRequest, GraphState
 
@@ -38,6 +39,9 @@ from app.asr.stream_graph import ChunkRequest, GraphState
 @dataclass(frozen=True)
 class StreamOptions:
     chunk_frames: int = 8  # compute once this many new frames can be committed (160 ms at 50 fps)
+    # the same for the cached graph: 16 frames (320 ms) cost one ONNX Runtime call as much as 8 do (a GEMM of 8
+    # columns runs at half the speed of one of 16 or more), so a stream costs half as much for 160 ms more wait at most
+    cached_chunk_frames: int = 16
     left_context: int = 200  # full-context models: frames of history each window sees
     right_context: int = 40  # full-context models: look-ahead frames before a frame is committed
     endpoint_silence: float = 0.6  # seconds of blank/separator frames that end an utterance
@@ -80,6 +84,9 @@ class Stream:
         self.frame_seconds = geometry.stride / self.bundle.manifest.sample_rate
         self.left_context = 0 if geometry.exact else self.stream_options.left_context
         self.right_context = 0 if geometry.exact else self.stream_options.right_context
+        self.best_path = BestPath(self.bundle)  # the partial text's path, extended as frames come
+        self.quiet_tokens = np.array(self._quiet_tokens(), dtype=np.int64)
+        self.last_loud = -1  # utterance frame index of the last frame that is neither blank nor separator
         self.graph = self.model.streaming if self.stream_options.cached else None  # the cached path, when the bundle's graph has one
         self.graph_state: GraphState | None = self.graph.new_state() if self.graph is not None else None
 
@@ -107,7 +114,7 @@ class Stream:
         Run it (`StreamGraph.run`, alone or with other streams' chunks), hand it to `give`, and
         call `take()` again until None: one message may hold several chunks."""
         assert self.graph is not None and self.graph_state is not None, "take/give need a bundle whose graph streams with caches"
-        return self.graph.take(self.graph_state, samples, chunk_frames=self.stream_options.chunk_frames, max_frames=self.model.window_frames,
+        return self.graph.take(self.graph_state, samples, chunk_frames=self.stream_options.cached_chunk_frames, max_frames=self.model.window_frames,
                                final=final)
 
     def give(self, request: ChunkRequest) -> list[StreamResult]:
@@ -172,6 +179,10 @@ class Stream:
         return [StreamResult("partial", text, start=self.utterance_start * self.frame_seconds)]
 
     def _commit(self, frames: np.ndarray) -> None:
+        loud = np.flatnonzero(~np.isin(frames.argmax(axis=1), self.quiet_tokens))
+        if len(loud):
+            self.last_loud = self.utterance_frames + int(loud[-1])
+        self.best_path.extend(frames)
         self.emissions.append(frames)
         if self.history is not None:
             self.history.append(frames)
@@ -200,15 +211,17 @@ class Stream:
         silence = int(self.stream_options.endpoint_silence / self.frame_seconds)
         if frames <= silence:
             return []
-        emissions = np.concatenate(self.emissions)
-        self.emissions = [emissions]
-        is_quiet = np.isin(emissions.argmax(axis=1), self._quiet_tokens())
-        if is_quiet.all():  # nothing said yet: slide the utterance start instead of growing it
+        if self.last_loud < 0:  # nothing said yet: slide the utterance start instead of growing it
             self.utterance_start += frames
-            self.emissions = []
-        elif is_quiet[-silence:].all():
+            self._new_utterance()
+        elif self.last_loud < frames - silence:  # the last `silence` frames are all quiet
             return [self._final()]
         return []
+
+    def _new_utterance(self) -> None:
+        self.emissions = []
+        self.best_path.reset()
+        self.last_loud = -1
 
     @property
     def _max_utterance_frames(self) -> int:
@@ -219,10 +232,7 @@ class Stream:
         return [i for i in (table.blank_id, table.separator_id) if i is not None]
 
     def _greedy_text(self) -> str:
-        emissions = np.concatenate(self.emissions)
-        self.emissions = [emissions]
-        segments, _ = greedy_segments(emissions, self.bundle)
-        return self.bundle.manifest.tokens.decode([tok for tok, _ in segments])
+        return self.bundle.manifest.tokens.decode(self.best_path.tokens())
 
     def _final(self) -> StreamResult:
         emissions = np.concatenate(self.emissions) if self.emissions else np.zeros((0, len(self.bundle.manifest.tokens)), np.float32)
@@ -231,7 +241,7 @@ class Stream:
                                             memory=self.memory)
         if transcript.memory is not None:
             self.memory = transcript.memory
-        self.emissions = []
+        self._new_utterance()
         self.utterance_start = start + len(emissions)
         self.last_partial = ""
         self.recognizer.present(transcript, self.options)  # finals punctuated; partials (_greedy_text) stay raw
