@@ -28,7 +28,6 @@ from app.asr.lexicon import Lexicon
 from app.asr.manifest import DecodingDefaults
 from app.asr.metrics import error_rates
 from app.asr.ngram import NgramLM
-from app.asr.rescoring import Hypothesis as RescoreCandidate
 from app.asr.rescoring import TransformerXLScorer, rescore
 from export.bench_models import BuiltBundle, EmissionSet
 
@@ -81,8 +80,7 @@ def our_decoders(emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, txl:
         hyps = beam_search(e, criterion="ctc", tokens=table, options=options, beam_size=16, nbest=RESCORE_NBEST, lm=lm, lexicon=lexicon)
         if not hyps:
             return ""
-        candidates = [RescoreCandidate(table.decode(h.tokens), h.acoustic_score, h.score - h.acoustic_score) for h in hyps]
-        return rescore(candidates, scorer=scorer, alpha=defaults.rescore_alpha, beta=defaults.rescore_beta)[0].hypothesis.text
+        return rescore(hyps, scorer=scorer, alpha=defaults.rescore_alpha, beta=defaults.rescore_beta)[0].hypothesis.text
 
     configs: list[tuple[str, int, bool, Callable[[np.ndarray], str]]] = [("greedy", 1, False, greedy)]
     configs += [(f"beam{w}", w, False, beam(w, with_lm=False)) for w in widths]

@@ -1,5 +1,8 @@
 """Dynamic batching: concurrent requests for the same model share one ONNX Runtime call.
 
+Only the acoustic model call is batched: the emissions of each request then go through the
+recognizer's own decoding step (`Recognizer.finish`), the same one the command-line tools run.
+
 Requests wait at most `max_wait_ms` for company, then the queue is cut into batches of
 similar length (so padding stays small) of at most `max_batch`. Only exact-context bundles
 batch (their frames never see the padding, so a batched result equals a single one); long
@@ -10,6 +13,7 @@ in the inference thread pool, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.asr.bundle import AcousticBundle
-from app.asr.options import DecodeOptions
+from app.asr.options import DecodeOptions, resolve
 from app.asr.recognizer import Recognizer, Transcript
 from app.asr.runtime import AcousticModel
 from app.asr.vtln import most_confident, warp_spectrum
@@ -92,23 +96,20 @@ class InferenceEngine:
         return await pending.future
 
     async def transcribe(self, bundle: AcousticBundle, samples: np.ndarray, options: DecodeOptions) -> Transcript:
+        """The recognizer's path for one file, its acoustic model call batched with other requests'."""
         started = time.perf_counter()
-        model = self.recognizer.acoustic_model(bundle, options)
+        resolved = resolve(options, bundle)
+        model = bundle.models[resolved.precision]
         loop = asyncio.get_running_loop()
-        warps = self.recognizer.vtln_warps(bundle, options)
         warp = None
-        if warps:  # every warped copy goes through the batcher at once, so they share batches
-            warped = await asyncio.gather(*(loop.run_in_executor(self.executor, warp_spectrum, samples, w) for w in warps))
+        if resolved.vtln_warps:  # every warped copy goes through the batcher at once, so they share batches
+            warped = await asyncio.gather(*(loop.run_in_executor(self.executor, warp_spectrum, samples, w) for w in resolved.vtln_warps))
             candidates = await asyncio.gather(*(self.emissions(model, x) for x in warped))
-            warp, emissions = most_confident(warps, candidates)
+            warp, emissions = most_confident(resolved.vtln_warps, candidates)
         else:
             emissions = await self.emissions(model, samples)
-        acoustic = time.perf_counter() - started
-        duration = len(samples) / bundle.manifest.sample_rate
-        transcript = await loop.run_in_executor(self.executor, lambda: self.recognizer.decode(bundle, emissions, options, duration=duration))
-        transcript.timings = {"acoustic": acoustic, "decode": time.perf_counter() - started - acoustic, **transcript.timings}
-        transcript.warp = warp
-        return self.recognizer.present(transcript, options)
+        finish = functools.partial(self.recognizer.finish, bundle, emissions, resolved, samples=len(samples), warp=warp, started=started)
+        return await loop.run_in_executor(self.executor, finish)
 
     async def _collect(self, lane: _Lane, model: AcousticModel) -> None:
         """Cut the queue into length buckets and start them, until the queue stays empty."""

@@ -34,6 +34,7 @@ import numpy as np
 
 from app.asr import fastbeam
 from app.asr.alignment import align_asg, align_ctc, word_spans
+from app.asr.hypothesis import Hypothesis
 from app.asr.lexicon import HotNode, Hotword, HotwordGraph, Lexicon, TrieNode, overlay_words
 from app.asr.ngram import NgramLM
 from app.asr.tokens import TokenTable
@@ -101,28 +102,6 @@ class BeamOptions:
     def tokens_within(self) -> float:
         """How far below the frame's best token a token may score and still be tried."""
         return self.beam_threshold if self.token_threshold is None else self.token_threshold
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """One transcript of the n-best list.
-
-    `tokens`: label ids after merging repeats and dropping blanks (repetition labels kept).
-    `frames[i]`: the frames [start, end) token i occupies in its best alignment.
-    `score` = `acoustic_score` + lm_weight x `lm_score` + word_score x `word_count`
-    + silence_score x separators + unk_score x out-of-lexicon words + `hotword_score`.
-    `lm_score` is the LM's own natural-log probability of `words` and `</s>`.
-    """
-
-    tokens: tuple[int, ...]
-    score: float
-    acoustic_score: float
-    lm_score: float
-    word_count: int
-    frames: tuple[tuple[int, int], ...]
-    words: tuple[str, ...] = ()
-    word_frames: tuple[tuple[int, int], ...] = ()
-    hotword_score: float = 0.0
 
 
 class _Off:
@@ -531,6 +510,7 @@ def beam_search(
             frames = align_ctc(em, blank, final.labels)
         results.append(
             Hypothesis(
+                text=tokens.decode(final.labels) if tokens is not None else "",
                 tokens=final.labels,
                 score=final.score,
                 acoustic_score=final.acoustic,

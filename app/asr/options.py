@@ -145,7 +145,7 @@ class ResolvedOptions:
     beam: BeamOptions | None  # beam search only
     lm: bool  # beam search with the bundle's n-gram LM (and lexicon)
     hotwords: tuple[Hotword, ...]
-    rescore: bool
+    rescore: bool  # beam search only: greedy decoding has one hypothesis
     rescore_alpha: float
     rescore_beta: float
     punctuate: bool | None = None  # the recognizer decides None: on when it holds a punctuation bundle
@@ -181,7 +181,7 @@ def resolve(options: DecodeOptions, bundle: AcousticBundle) -> ResolvedOptions:
             raise InvalidOption(str(e)) from e
     return ResolvedOptions(
         decoder=decoder, precision=precision, nbest=options.nbest, word_timestamps=options.word_timestamps, vtln_warps=warps,
-        beam=beam, lm=lm, hotwords=hotwords, rescore=options.rescore,
+        beam=beam, lm=lm, hotwords=hotwords, rescore=options.rescore and decoder == "beam",
         rescore_alpha=_given(options.rescore_alpha, defaults.rescore_alpha), rescore_beta=_given(options.rescore_beta, defaults.rescore_beta),
         punctuate=options.punctuate, itn=options.itn,
     )  # fmt: skip

@@ -1,8 +1,21 @@
-"""The recognizer: audio -> emissions -> decoder -> n-best -> (rescoring) -> words with times.
+"""The recognizer: audio -> emissions -> hypotheses -> (rescoring) -> text with word times.
 
 One `Recognizer` is shared by every request and stream; it holds the loaded bundles and
 the lazily built decoding resources (n-gram LMs, lexicons, the Transformer-XL scorer).
 Per-request state lives in arguments and per-stream state in `app.asr.streaming.Stream`.
+Every entry point runs the same steps:
+
+- `transcribe` (command-line tools): the acoustic model, then `finish`;
+- `app.asr.batching.InferenceEngine.transcribe` (HTTP): the acoustic model batched across
+  requests, then the same `finish`;
+- `app.asr.streaming.Stream` (WebSockets): emissions computed as audio arrives, each
+  endpointed utterance decoded by `decode`, the Transformer-XL memory carried from final to final.
+
+`decode` is the one decoding step: the search (greedy or beam) gives hypotheses, rescoring
+re-ranks them, and the best one's own alignment gives the words. A long recording that is
+rescored is decoded in pieces cut at pauses (`SEGMENT_FRAMES`), each rescored after the memory
+of the piece before, whichever entry point it came through. `Transcript` is the one result type:
+the final text and words are made here and nowhere else.
 
 Word timing and confidence: a word starts at the first frame of its first letter and ends
 after the last frame of its last letter (frame `t` covers samples
@@ -16,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,11 +39,11 @@ from app.asr.beam import beam_search
 from app.asr.bundle import AcousticBundle, BundleSet
 from app.asr.decoding import asg_segments, ctc_segments, viterbi_asg
 from app.asr.errors import InvalidOption, UnknownModel
+from app.asr.hypothesis import Hypothesis
 from app.asr.kenlm_binary import load_lm
 from app.asr.lexicon import Lexicon
 from app.asr.options import DecodeOptions, ResolvedOptions, resolve
 from app.asr.punctuation import present
-from app.asr.rescoring import Hypothesis as RescoreCandidate
 from app.asr.rescoring import TransformerXLScorer, rescore
 from app.asr.runtime import AcousticModel
 from app.asr.tokens import TokenTable
@@ -76,8 +89,8 @@ class Transcript:
         return out
 
 
-Segments = list[tuple[int, tuple[int, int]]]
-SEGMENT_FRAMES = 1000  # long recordings are rescored in pieces of at most this many frames  # merged label, (first frame, end frame)
+Segments = list[tuple[int, tuple[int, int]]]  # merged label, (first frame, end frame)
+SEGMENT_FRAMES = 1000  # a rescored recording is decoded in pieces of at most this many frames
 
 
 class Recognizer:
@@ -98,8 +111,8 @@ class Recognizer:
             raise UnknownModel(f"unknown model {name!r}; loaded models: {known}")
         return self.bundles.acoustic[name]
 
-    def acoustic_model(self, bundle: AcousticBundle, options: DecodeOptions) -> AcousticModel:
-        return bundle.models[resolve(options, bundle).precision]
+    def acoustic_model(self, bundle: AcousticBundle, options: DecodeOptions | ResolvedOptions) -> AcousticModel:
+        return bundle.models[_resolved(options, bundle).precision]
 
     # --- the whole path -------------------------------------------------------------------
     def transcribe(self, samples: np.ndarray, *, model: str | None, options: DecodeOptions, progress: Callable[[float], None] | None = None) -> Transcript:
@@ -107,45 +120,34 @@ class Recognizer:
         bundle = self.bundle(model)
         started = time.perf_counter()
         resolved = resolve(options, bundle)
-        model = bundle.models[resolved.precision]
+        acoustic = bundle.models[resolved.precision]
         warp = None
         if resolved.vtln_warps:
-            warp, emissions = best_warp(samples, resolved.vtln_warps, model.emissions)
+            warp, emissions = best_warp(samples, resolved.vtln_warps, acoustic.emissions)
         else:
-            emissions = model.emissions(samples, progress)
+            emissions = acoustic.emissions(samples, progress)
+        return self.finish(bundle, emissions, resolved, samples=len(samples), warp=warp, started=started)
+
+    def finish(self, bundle: AcousticBundle, emissions: np.ndarray, resolved: ResolvedOptions, *, samples: int, warp: float | None,
+               started: float) -> Transcript:
+        """The rest of a file's path once its emissions exist (`started`: when the acoustic step began)."""
         acoustic = time.perf_counter() - started
-        duration = len(samples) / bundle.manifest.sample_rate
-        if options.rescore and len(emissions) > SEGMENT_FRAMES:
-            transcript = self.decode_segments(bundle, emissions, options, duration=duration)
-        else:
-            transcript = self.decode(bundle, emissions, options, duration=duration)
+        transcript = self.decode(bundle, emissions, resolved, duration=samples / bundle.manifest.sample_rate)
         transcript.timings = {"acoustic": acoustic, "decode": time.perf_counter() - started - acoustic, **transcript.timings}
         transcript.warp = warp
-        return self.present(transcript, options)
+        return self.present(transcript, resolved)
 
-    def vtln_warps(self, bundle: AcousticBundle, options: DecodeOptions) -> tuple[float, ...]:
-        """The frequency warps to try on this request's audio (see `app.asr.options.resolve`)."""
-        return resolve(options, bundle).vtln_warps
-
-    def decode(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions, *, duration: float, frame_offset: int = 0,
-               memory: Any = None) -> Transcript:
-        """Decode `[T, V]` emissions of one utterance. `frame_offset` shifts word times (streams);
-        `memory` is the Transformer-XL memory of what came before (rescoring)."""
-        resolved = resolve(options, bundle)
-        manifest = bundle.manifest
-        if resolved.decoder == "beam":
-            return self._decode_beam(bundle, emissions, resolved, duration=duration, frame_offset=frame_offset, memory=memory)
-        segments, score = greedy_segments(emissions, bundle)
-        text = manifest.tokens.decode([tok for tok, _ in segments])
-        words = align_words(segments, emissions, bundle, frame_offset=frame_offset) if resolved.word_timestamps else []
-        return Transcript(text, words, [NBestEntry(text, score, score)], duration, bundle.name)
-
-    def decode_segments(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions, *, duration: float, memory: Any = None) -> Transcript:
-        """Decode a long recording segment by segment, cut at pauses, carrying the Transformer-XL
-        memory of each segment's chosen hypothesis into the rescoring of the next."""
+    def decode(self, bundle: AcousticBundle, emissions: np.ndarray, options: DecodeOptions | ResolvedOptions, *, duration: float,
+               frame_offset: int = 0, memory: Any = None) -> Transcript:
+        """Decode `[T, V]` emissions of one recording or utterance. `frame_offset` shifts word times
+        (streams); `memory` is the Transformer-XL memory of what came before (rescoring), and the
+        transcript's `memory` what to carry after it."""
+        resolved = _resolved(options, bundle)
+        if not resolved.rescore or len(emissions) <= SEGMENT_FRAMES:
+            return self._decode_one(bundle, emissions, resolved, duration=duration, frame_offset=frame_offset, memory=memory)
         parts: list[Transcript] = []
         for start, end in pause_segments(emissions, bundle, max_frames=SEGMENT_FRAMES):
-            part = self.decode(bundle, emissions[start:end], options, duration=0.0, frame_offset=start, memory=memory)
+            part = self._decode_one(bundle, emissions[start:end], resolved, duration=0.0, frame_offset=frame_offset + start, memory=memory)
             memory = part.memory if part.memory is not None else memory
             parts.append(part)
         text = " ".join(p.text for p in parts if p.text)
@@ -153,8 +155,25 @@ class Recognizer:
         acoustic = sum(p.nbest[0].acoustic_score for p in parts if p.nbest)
         return Transcript(text, [w for p in parts for w in p.words], [NBestEntry(text, total, acoustic)], duration, bundle.name, memory=memory)
 
-    def _decode_beam(self, bundle: AcousticBundle, emissions: np.ndarray, resolved: ResolvedOptions, *, duration: float, frame_offset: int,
-                     memory: Any) -> Transcript:
+    def _decode_one(self, bundle: AcousticBundle, emissions: np.ndarray, resolved: ResolvedOptions, *, duration: float, frame_offset: int,
+                    memory: Any) -> Transcript:
+        """Search, rescore, words: one piece of emissions."""
+        hypotheses, with_lm = self.search(bundle, emissions, resolved)
+        nbest = [NBestEntry(h.text, h.score, h.acoustic_score, h.lm_score if with_lm else None) for h in hypotheses]
+        best = hypotheses[0] if hypotheses else None
+        carried = None
+        if resolved.rescore and hypotheses:
+            ranked = rescore(hypotheses, scorer=self._rescorer(bundle), alpha=resolved.rescore_alpha, beta=resolved.rescore_beta, mems=memory)
+            nbest = [NBestEntry(r.text, r.total, r.hypothesis.acoustic_score, r.hypothesis.lm_score if with_lm else None, r.txl_logprob) for r in ranked]
+            best, carried = ranked[0].hypothesis, ranked[0].mems
+        nbest = nbest[: resolved.nbest]
+        words = align_words(list(zip(best.tokens, best.frames, strict=True)), emissions, bundle, frame_offset=frame_offset) if best and resolved.word_timestamps else []
+        return Transcript(nbest[0].text if nbest else "", words, nbest, duration, bundle.name, memory=carried)
+
+    def search(self, bundle: AcousticBundle, emissions: np.ndarray, resolved: ResolvedOptions) -> tuple[list[Hypothesis], bool]:
+        """The decoder's hypotheses, best first (greedy: one), and whether the n-gram LM scored them."""
+        if resolved.decoder != "beam":
+            return [greedy_hypothesis(emissions, bundle)], False
         manifest = bundle.manifest
         lm = self._resource(bundle, "lm") if resolved.lm else None
         lexicon = self._resource(bundle, "lexicon") if resolved.lm and bundle.lexicon_path is not None else None
@@ -164,28 +183,7 @@ class Recognizer:
                                      options=resolved.beam, lm=lm, lexicon=lexicon, hotwords=resolved.hotwords)
         except ValueError as e:
             raise InvalidOption(str(e)) from e
-        table = manifest.tokens
-        nbest = [NBestEntry(table.decode(h.tokens), h.score, h.acoustic_score, h.lm_score if lm is not None else None) for h in hypotheses]
-        best = hypotheses[0] if hypotheses else None
-        mems = None
-        if resolved.rescore and hypotheses:
-            order, txl, mems = self._rescore(bundle, nbest, resolved, memory)
-            nbest = [replace(nbest[i], score=total, txl_score=txl[i]) for i, total in order]
-            best = hypotheses[order[0][0]]
-        nbest = nbest[: resolved.nbest]
-        words = align_words(list(zip(best.tokens, best.frames, strict=True)), emissions, bundle, frame_offset=frame_offset) if best and resolved.word_timestamps else []
-        return Transcript(nbest[0].text if nbest else "", words, nbest, duration, bundle.name, memory=mems)
-
-    def _rescore(self, bundle: AcousticBundle, nbest: list[NBestEntry], resolved: ResolvedOptions, memory: Any) -> tuple[list[tuple[int, float]], list[float], Any]:
-        """Re-rank with the Transformer-XL LM; returns (index, total) best first, LM scores, the winner's memory."""
-        scorer = self._rescorer(bundle)
-        candidates = [RescoreCandidate(entry.text, entry.acoustic_score, entry.score - entry.acoustic_score) for entry in nbest]
-        ranked = rescore(candidates, scorer=scorer, alpha=resolved.rescore_alpha, beta=resolved.rescore_beta, mems=memory)
-        index = {id(c): i for i, c in enumerate(candidates)}
-        txl = [0.0] * len(nbest)
-        for r in ranked:
-            txl[index[id(r.hypothesis)]] = r.txl_logprob
-        return [(index[id(r.hypothesis)], r.total) for r in ranked], txl, ranked[0].mems
+        return hypotheses, lm is not None
 
     def _rescorer(self, bundle: AcousticBundle) -> TransformerXLScorer:
         name = bundle.manifest.decoding.rescorer or next(iter(sorted(self.bundles.lms)), None)
@@ -266,6 +264,18 @@ def greedy_segments(emissions: np.ndarray, bundle: AcousticBundle) -> tuple[Segm
     best = emissions.argmax(axis=1)
     log_probs = log_softmax(emissions)
     return ctc_segments(best, blank), float(log_probs[np.arange(len(best)), best].sum())
+
+
+def greedy_hypothesis(emissions: np.ndarray, bundle: AcousticBundle) -> Hypothesis:
+    """The best path as the one hypothesis of greedy decoding."""
+    segments, score = greedy_segments(emissions, bundle)
+    tokens = tuple(tok for tok, _ in segments)
+    return Hypothesis(text=bundle.manifest.tokens.decode(list(tokens)), tokens=tokens, score=score, acoustic_score=score,
+                      frames=tuple(frames for _, frames in segments))
+
+
+def _resolved(options: DecodeOptions | ResolvedOptions, bundle: AcousticBundle) -> ResolvedOptions:
+    return options if isinstance(options, ResolvedOptions) else resolve(options, bundle)
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

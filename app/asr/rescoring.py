@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from app.asr.hypothesis import Hypothesis
 from app.asr.manifest import Manifest, ManifestError
 from app.asr.runtime import create_session, select_providers
 from app.asr.tokens import EOS, TokenTable, encode_sentences
@@ -152,24 +153,11 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Hypothesis:
-    """One n-best entry as the decoder scored it.
-
-    `acoustic_score`: the acoustic model's path score. `ngram_score`: the n-gram part of the
-    decoder's score, already weighted as the decoder added it (0 without an n-gram LM).
-    """
-
-    text: str
-    acoustic_score: float
-    ngram_score: float = 0.0
-
-
-@dataclass(frozen=True)
 class RescoredHypothesis:
     hypothesis: Hypothesis
     txl_logprob: float  # log p(text <eos> | memory), nats, unweighted
     words: int
-    total: float  # acoustic + ngram + alpha * txl_logprob + beta * words
+    total: float  # the decoder's score + alpha * txl_logprob + beta * words
     mems: np.ndarray = field(repr=False, compare=False)  # [n_layer, 1, M, d_model]: carry it if this one wins
 
     @property
@@ -189,7 +177,8 @@ def rescore(
     beta: float,
     mems: np.ndarray | None = None,
 ) -> list[RescoredHypothesis]:
-    """Rerank an n-best list, best first: total = acoustic + ngram + alpha * txl_logprob + beta * words.
+    """Rerank an n-best list, best first: total = score + alpha * txl_logprob + beta * words, where
+    `score` is the decoder's (acoustic + `ngram_score`, the weighted n-gram and word terms).
 
     The length term counts words (whitespace-separated), like the decoder's word score: a
     character LM charges every character, so `beta` > 0 offsets its bias towards short
@@ -202,6 +191,6 @@ def rescore(
     rescored = []
     for h, logprob, memory in zip(hypotheses, result.logprobs, result.mems, strict=True):
         words = count_words(h.text)
-        total = h.acoustic_score + h.ngram_score + alpha * float(logprob) + beta * words
+        total = h.acoustic_score + h.ngram_score + alpha * float(logprob) + beta * words  # h.score + the Transformer-XL terms
         rescored.append(RescoredHypothesis(h, float(logprob), words, total, memory))
     return sorted(rescored, key=lambda r: -r.total)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.asr.bundle import AcousticBundle
-from app.asr.options import DecodeOptions
+from app.asr.options import DecodeOptions, resolve
 from app.asr.partial import BestPath
 from app.asr.recognizer import Recognizer, Transcript
 from app.asr.runtime import AcousticModel
@@ -79,6 +79,7 @@ class Stream:
     history: list[np.ndarray] | None = None  # every committed frame, when a caller asks to keep them
 
     def __post_init__(self) -> None:
+        self.resolved = resolve(self.options, self.bundle)  # checked once, when the stream opens
         self.buffer = np.zeros(self.model.geometry.left_pad, np.float32)
         geometry = self.model.geometry
         self.frame_seconds = geometry.stride / self.bundle.manifest.sample_rate
@@ -237,7 +238,7 @@ class Stream:
     def _final(self) -> StreamResult:
         emissions = np.concatenate(self.emissions) if self.emissions else np.zeros((0, len(self.bundle.manifest.tokens)), np.float32)
         start = self.utterance_start
-        transcript = self.recognizer.decode(self.bundle, emissions, self.options, duration=len(emissions) * self.frame_seconds, frame_offset=start,
+        transcript = self.recognizer.decode(self.bundle, emissions, self.resolved, duration=len(emissions) * self.frame_seconds, frame_offset=start,
                                             memory=self.memory)
         if transcript.memory is not None:
             self.memory = transcript.memory

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from app.asr.hypothesis import Hypothesis
 from app.asr.manifest import Manifest, ManifestError
-from app.asr.rescoring import Hypothesis, TransformerXLScorer, rescore
+from app.asr.rescoring import TransformerXLScorer, rescore
 from app.asr.tokens import encode_sentences, lm_letters
 from export.txl import export_transformer_xl
 from models.train.txl import TrainConfig, train
@@ -124,9 +125,9 @@ def test_memory_longer_than_mem_len_follows_the_recurrence(trained: tuple[Transf
 def test_rescore_follows_the_formula(trained: tuple[TransformerXL, TransformerXLScorer]) -> None:
     _, scorer = trained
     hypotheses = [
-        Hypothesis("tha cqt sxt on the mxt", acoustic_score=-10.0, ngram_score=-1.0),
-        Hypothesis("the cat sat on the mat", acoustic_score=-12.0, ngram_score=-1.5),
-        Hypothesis("the cat sat on the max", acoustic_score=-11.0),
+        Hypothesis(text="tha cqt sxt on the mxt", acoustic_score=-10.0, score=-11.0),
+        Hypothesis(text="the cat sat on the mat", acoustic_score=-12.0, score=-13.5),
+        Hypothesis(text="the cat sat on the max", acoustic_score=-11.0, score=-11.0),
     ]
     lm = scorer.score([h.text for h in hypotheses]).logprobs
     assert lm[1] > max(lm[0], lm[2]) + 3  # the trained LM knows its sentences (and no "q" or "x")
@@ -147,7 +148,7 @@ def test_rescore_follows_the_formula(trained: tuple[TransformerXL, TransformerXL
         assert r.total == pytest.approx(h.acoustic_score + h.ngram_score + 1.0 * r.txl_logprob + 0.5 * r.words)
     assert [r.total for r in ranked] == sorted((r.total for r in ranked), reverse=True)
     # A large word bonus prefers the hypothesis with more words whatever the LM says.
-    longer = [*hypotheses, Hypothesis("tha c t s t on the m t", acoustic_score=-30.0)]
+    longer = [*hypotheses, Hypothesis(text="tha c t s t on the m t", acoustic_score=-30.0, score=-30.0)]
     assert rescore(longer, scorer=scorer, alpha=0.01, beta=100.0)[0].words == 9
     assert rescore([], scorer=scorer, alpha=1.0, beta=0.0) == []
 
@@ -156,7 +157,7 @@ def test_rescore_with_memory_uses_the_context(trained: tuple[TransformerXL, Tran
     _, scorer = trained
     memory = scorer.score(["the big dog sat on the hat"]).mems[0]
     ranked = rescore(
-        [Hypothesis("the red cat", 0.0), Hypothesis("a dog", 0.0)], scorer=scorer, alpha=1.0, beta=0.0, mems=memory
+        [Hypothesis(text="the red cat"), Hypothesis(text="a dog")], scorer=scorer, alpha=1.0, beta=0.0, mems=memory
     )
     expected = scorer.score(["the red cat", "a dog"], memory).logprobs
     assert sorted(r.txl_logprob for r in ranked) == pytest.approx(sorted(expected.tolist()))
