@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     max_streams: int | None = Field(None, gt=0, description="concurrent WebSocket streams; unset = the capacity measured at start-up (app.asr.capacity)")
     stream_idle_seconds: float = Field(30.0, gt=0)
     ws_max_message_bytes: int = Field(1 << 20, gt=0)
+    stream_max_lag_seconds: float = Field(10.0, gt=0, description="a stream whose processing falls this far behind real time is closed with 1013")
     # Connections (enforced by `app.server.LimitedHttpProtocol`)
     max_connections: int = Field(1000, gt=0, description="open connections (HTTP and WebSocket); past it new ones get 503 at once")
     header_timeout_seconds: float = Field(10.0, gt=0, description="a request's line and headers must arrive within this")

@@ -63,6 +63,7 @@ the server closes with 1008.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -82,6 +83,7 @@ from app.api.stream import (
     AudioFormat,
     ProtocolError,
     StreamSession,
+    TooFarBehind,
     authorized,
     build_stream,
     refuse_unauthorized,
@@ -296,7 +298,7 @@ class RealtimeSession(StreamSession):
                 await self.error("idle_timeout", f"no message for {settings.stream_idle_seconds:g} s")
                 await self.websocket.close(1001)
                 return
-            if message is None:  # the server is draining: transcribe what was appended, then close
+            if message is None:  # the server is draining and every event sent is in: transcribe what was appended, then close
                 if self.pending:
                     await self.commit()
                 await self.websocket.close(1001)
@@ -314,6 +316,10 @@ class RealtimeSession(StreamSession):
                 await self.dispatch(event)
             except RealtimeError as e:
                 await self.error(e.code, e.message, param=e.param, event_id=event_id)
+            except TooFarBehind as e:  # overloaded: a documented close, not an error the session survives
+                await self.error(e.code, e.message, event_id=event_id, kind="server_error")
+                await self.websocket.close(e.close_code)
+                return
             except ProtocolError as e:  # from build_stream: bad model or options
                 await self.error(e.code, e.message, event_id=event_id)
 
@@ -362,10 +368,13 @@ class RealtimeSession(StreamSession):
         if table is not None:
             data = table[np.frombuffer(data, np.uint8)].tobytes()
         count = (len(self.audio.leftover) + len(data)) // 2  # whole input samples this append completes
+        received = asyncio.get_running_loop().time()
         samples = self.audio.convert(data)
         self.pending += count
         self.stream_samples += count
         await self.publish(await self.run_locked(lambda: self.state.streams.accept(self.stream, samples)))
+        if self.drain_started is None:
+            self.lag.add(audio_seconds=count / self.audio.sample_rate, took=asyncio.get_running_loop().time() - received)
 
     async def commit(self) -> None:
         if not self.pending:

@@ -21,6 +21,12 @@ Errors are `{"type": "error", "code", "message"}` followed by a close: 1003 for 
 messages, 1008 for authentication or policy, 1009 for oversized frames, 1013 when the
 server is at its stream limit, 1001 after the idle timeout.
 
+Overload. The server reads a client's next frame only once the previous one is processed, so a
+client that sends faster than it is served is slowed down by TCP (its sends block). A stream
+whose processing falls more than `ASR_STREAM_MAX_LAG_SECONDS` (10 s) behind real time gets
+`{"type": "error", "code": "too_far_behind"}` and close 1013; the results sent before stay valid.
+On shutdown every frame the client had already sent is transcribed before the last final.
+
 Authentication (when API keys are set): `Authorization: Bearer <key>` header, or the
 subprotocol pair `["bearer", "<key>"]` for browsers that cannot set headers. Never a query
 string, which lands in access logs. Without a valid key the handshake completes and the
@@ -58,6 +64,35 @@ class ProtocolError(Exception):
         self.code, self.message, self.close_code = code, message, close_code
 
 
+DRAIN_WAIT = 0.2  # s: on shutdown, how long a frame already on its way may take to arrive...
+DRAIN_ARRIVALS = 1.0  # s: ...during this long after the drain began; then only frames already here are read
+DRAIN_BUFFERED = 0.01
+
+
+class TooFarBehind(ProtocolError):
+    def __init__(self, behind: float, limit: float) -> None:
+        super().__init__("too_far_behind", f"the stream fell {behind:.1f} s behind real time (limit {limit:g} s): the server is overloaded; "
+                         "retry later, or send audio no faster than real time", 1013)
+
+
+@dataclass
+class Lag:
+    """How far a stream's processing runs behind real time, in seconds.
+
+    Each piece of audio adds the wall time it took to process (from taking it off the socket to
+    sending its results: queueing for the inference pool included) and subtracts its duration,
+    never going below zero: Lindley's recursion, the wait a real-time client's next piece would
+    have. Time spent waiting for the client counts for nothing, so pauses never look like lag."""
+
+    limit: float
+    behind: float = 0.0
+
+    def add(self, *, audio_seconds: float, took: float) -> None:
+        self.behind = max(0.0, self.behind + took - audio_seconds)
+        if self.behind > self.limit:
+            raise TooFarBehind(self.behind, self.limit)
+
+
 @dataclass
 class AudioFormat:
     """Turns client frames into mono float32 at the model rate, across frame boundaries."""
@@ -71,6 +106,10 @@ class AudioFormat:
         self.width = 2 if self.encoding == "pcm_s16le" else 4
         self.leftover = b""
         self.resampler = soxr.ResampleStream(self.sample_rate, self.model_rate, 1, dtype="float32", quality="HQ") if self.sample_rate != self.model_rate else None
+
+    def seconds(self, size: int) -> float:
+        """Duration of `size` bytes of client audio."""
+        return size / (self.width * self.channels * self.sample_rate)
 
     def convert(self, data: bytes, *, last: bool = False) -> np.ndarray:
         data = self.leftover + data
@@ -180,6 +219,8 @@ class StreamSession:
         self.websocket = websocket
         self.state = websocket.app.state
         self.lock = asyncio.Lock()
+        self.lag = Lag(self.state.settings.stream_max_lag_seconds)
+        self.drain_started: float | None = None  # loop time at which this session saw the drain begin
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.websocket.client_state == WebSocketState.CONNECTED:
@@ -205,10 +246,11 @@ class StreamSession:
                 raise ProtocolError(e.code, e.message, 1008) from e
 
     async def receive(self, timeout: float) -> MutableMapping[str, Any] | None:
-        """The next client message; None once the server starts draining; TimeoutError after `timeout` s."""
+        """The next client message; TimeoutError after `timeout` s. Once the server starts draining,
+        only what the client has already sent (`receive_sent`): None when that is all read."""
         draining: asyncio.Event = self.state.draining
         if draining.is_set():
-            return None
+            return await self.receive_sent()
         receive = asyncio.ensure_future(self.websocket.receive())
         drain = asyncio.ensure_future(draining.wait())
         try:
@@ -220,8 +262,21 @@ class StreamSession:
         if receive in done:
             return receive.result()
         if drain in done:
-            return None
+            return await self.receive_sent()
         raise TimeoutError
+
+    async def receive_sent(self) -> MutableMapping[str, Any] | None:
+        """While draining: the next message the client had already sent, or None. A frame may take up
+        to `DRAIN_WAIT` to arrive during the first `DRAIN_ARRIVALS` s of the drain (it was on its way);
+        after that only frames already received are read, however many there are."""
+        loop = asyncio.get_running_loop()
+        if self.drain_started is None:
+            self.drain_started = loop.time()
+        wait = DRAIN_WAIT if loop.time() - self.drain_started < DRAIN_ARRIVALS else DRAIN_BUFFERED
+        try:
+            return await asyncio.wait_for(self.websocket.receive(), wait)
+        except TimeoutError:
+            return None
 
     async def flush(self, stream: Stream, audio_format: AudioFormat, **eof: str) -> None:
         """Final results for the audio so far, then `eof`."""
@@ -248,7 +303,7 @@ class StreamSession:
             except TimeoutError:
                 await self.fail("idle_timeout", f"no message for {settings.stream_idle_seconds:g} s", 1001)
                 return
-            if message is None:  # the server is shutting down: deliver what was heard, then go away
+            if message is None:  # the server is shutting down and every frame sent is in: deliver what was heard, then go away
                 await self.flush(stream, audio_format, reason="shutdown")
                 if self.websocket.client_state == WebSocketState.CONNECTED:
                     await self.websocket.close(1001, reason="server shutting down")
@@ -259,9 +314,12 @@ class StreamSession:
             if data is not None:
                 if len(data) > settings.ws_max_message_bytes:
                     raise ProtocolError("frame_too_large", f"audio frame of {len(data)} bytes exceeds {settings.ws_max_message_bytes}", 1009)
+                received = asyncio.get_running_loop().time()
                 samples = audio_format.convert(data)
                 for result in await self.run_locked(lambda: self.state.streams.accept(stream, samples)):  # noqa: B023 - awaited at once
                     await self.send(result_message(result))
+                if self.drain_started is None:  # while draining, everything received is transcribed
+                    self.lag.add(audio_seconds=audio_format.seconds(len(data)), took=asyncio.get_running_loop().time() - received)
                 continue
             event = _parse_event(text)
             if event.get("type") != "eof":
