@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from app.asr.beam import BeamOptions, beam_search
-from app.asr.decoding import ctc_segments
+from app.asr.decoders import BeamOptions, beam_search, ctc_segments
 from app.asr.lexicon import Lexicon
 from app.asr.manifest import DecodingDefaults
 from app.asr.metrics import error_rates

@@ -66,7 +66,6 @@ class Lexicon:
 
     entries: tuple[tuple[str, tuple[str, ...]], ...]
     _tries: dict[tuple[TokenTable, int], LexiconTrie] = field(default_factory=dict, repr=False)
-    engines: dict[tuple[TokenTable, int], object] = field(default_factory=dict, repr=False, compare=False)  # app.asr.fastbeam's, per (table, LM)
 
     @classmethod
     def from_words(cls, words: Iterable[str]) -> Lexicon:

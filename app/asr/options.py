@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from app.asr.beam import MAX_BEAM_SIZE, BeamOptions
+from app.asr.decoders import MAX_BEAM_SIZE, BeamOptions
 from app.asr.errors import InvalidOption
 from app.asr.lexicon import Hotword, parse_hotwords
 from app.asr.vtln import DEFAULT_WARPS

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.asr.bundle import AcousticBundle
-from app.asr.decoding import ctc_segments
+from app.asr.decoders.greedy import ctc_segments
 
 
 class BestPath:

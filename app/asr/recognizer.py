@@ -34,12 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from app.asr import fastbeam
-from app.asr.beam import beam_search
 from app.asr.bundle import AcousticBundle, BundleSet
-from app.asr.decoding import asg_segments, ctc_segments, viterbi_asg
+from app.asr.decoders import Hypothesis, asg_segments, beam_search, ctc_segments, flashlight, viterbi_asg
 from app.asr.errors import InvalidOption, UnknownModel
-from app.asr.hypothesis import Hypothesis
 from app.asr.kenlm_binary import load_lm
 from app.asr.lexicon import Lexicon
 from app.asr.options import DecodeOptions, ResolvedOptions, resolve
@@ -229,8 +226,8 @@ class Recognizer:
         for bundle in self.bundles.acoustic.values():
             lm = self._resource(bundle, "lm") if bundle.lm_path is not None else None
             lexicon = self._resource(bundle, "lexicon") if bundle.lexicon_path is not None else None
-            if lm is not None and lexicon is not None and fastbeam.AVAILABLE:
-                fastbeam.engine_for(bundle.manifest.tokens, lexicon, lm)  # KenLM and the C++ trie, for the fast beam engine
+            if lm is not None and lexicon is not None and flashlight.AVAILABLE:
+                flashlight.engine_for(bundle.manifest.tokens, lexicon, lm)  # KenLM and the C++ trie, for the fast beam engine
 
 
 def pause_segments(emissions: np.ndarray, bundle: AcousticBundle, *, max_frames: int) -> list[tuple[int, int]]:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from app.asr.hypothesis import Hypothesis
+from app.asr.decoders.types import Hypothesis
 from app.asr.manifest import Manifest, ManifestError
 from app.asr.runtime import create_session, select_providers
 from app.asr.tokens import EOS, TokenTable, encode_sentences

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.asr.decoding import asg_segments, ctc_segments, viterbi_asg
+from app.asr.decoders.greedy import asg_segments, ctc_segments, viterbi_asg
 from app.asr.metrics import error_rates
 from app.asr.tokens import TokenTable, asg_letters, ctc_letters
 from models.asg import ASGLoss

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from transformers import Wav2Vec2ForCTC
 
-from app.asr.decoding import ctc_segments
+from app.asr.decoders.greedy import ctc_segments
 from app.asr.metrics import error_rates
 from app.asr.tokens import TokenTable
 from models.train.data import Clip, batch_stream, load_clips

@@ -10,8 +10,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from app.asr.alignment import align_asg, align_ctc
-from app.asr.beam import BeamOptions, beam_search
+from app.asr.decoders import BeamOptions, align_asg, align_ctc, beam_search
 from app.asr.lexicon import Hotword, HotwordGraph, Lexicon, parse_hotwords, spell
 from app.asr.ngram import NgramLM
 from app.asr.tokens import BLANK, TokenTable, asg_letters, ctc_letters
@@ -84,22 +83,14 @@ def asg_viterbi_of(em: np.ndarray, trans: np.ndarray, labels: tuple[int, ...]) -
 # -- (a) CTC against brute force ------------------------------------------------------------
 
 
-# Lexicon-free CTC without an LM runs on three engines: the Python one, the C search (what auto takes) and, where the C
-# search is not built, flashlight-text's lexicon-free decoder.
-ENGINES = ["python", "native", "flashlight"]
+# Lexicon-free CTC without an LM runs on two engines: the Python one and flashlight-text's lexicon-free decoder (what auto takes).
+ENGINES = ["python", "flashlight"]
 
 
 @pytest.fixture
-def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def engine(request: pytest.FixtureRequest) -> str:
     """The `engine=` value that selects the engine named by the test's parameter."""
-    from app.asr import fastbeam
-
-    if request.param == "python":
-        return "python"
-    assert fastbeam.NATIVE is not None, "the C search (app/asr/_ctcbeam.c) was not built: pip install -e . needs a C compiler"
-    if request.param == "flashlight":
-        monkeypatch.setattr(fastbeam, "NATIVE", None)
-    return "fast"
+    return "python" if request.param == "python" else "fast"
 
 
 @pytest.mark.parametrize("engine", ENGINES, indirect=True)

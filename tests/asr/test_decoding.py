@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from app.asr.decoding import asg_segments, greedy_ctc, viterbi_asg
+from app.asr.decoders import asg_segments, greedy_ctc, viterbi_asg
 
 
 @pytest.mark.parametrize("seed", range(10))

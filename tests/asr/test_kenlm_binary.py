@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.asr.beam import beam_search
 from app.asr.bundle import load_bundles
+from app.asr.decoders import beam_search
 from app.asr.kenlm_binary import KenLMBinary, is_kenlm_binary, load_lm
 from app.asr.manifest import Manifest
 from app.asr.ngram import NgramLM

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.asr.hypothesis import Hypothesis
+from app.asr.decoders import Hypothesis
 from app.asr.manifest import Manifest, ManifestError
 from app.asr.rescoring import TransformerXLScorer, rescore
 from app.asr.tokens import encode_sentences, lm_letters

@@ -25,7 +25,7 @@ from transformers import (  # noqa: E402
     Wav2Vec2Processor,
 )
 
-from app.asr.decoding import ctc_segments  # noqa: E402
+from app.asr.decoders import ctc_segments  # noqa: E402
 from app.asr.manifest import Manifest  # noqa: E402
 from app.asr.runtime import AcousticModel, FrameGeometry, create_session  # noqa: E402
 from export.cli import main  # noqa: E402

@@ -122,7 +122,7 @@ def test_warm_start_inherits_the_architecture_and_refuses_a_different_one(tmp_pa
 def test_torchaudio_wav2letter_exports_and_serves(tmp_path: Path) -> None:
     """A torchaudio Wav2Letter state dict through `asr-export`, then the server's runtime: same greedy output."""
     from app.asr.bundle import load_bundles
-    from app.asr.decoding import greedy_ctc
+    from app.asr.decoders import greedy_ctc
     from export.cli import main
     from tests.helpers import speechlike
 

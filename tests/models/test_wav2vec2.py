@@ -113,7 +113,7 @@ def test_finetune_loss_goes_down_resumes_and_exports(tmp_path: Path) -> None:
     manifest = Manifest.load(bundle)
     assert manifest.input_normalize and manifest.tokens.blank == "<blank>" and manifest.tokens.tokens == ctc_letters().tokens
     acoustic = AcousticModel(create_session(bundle / "model.onnx", threads=1, providers=["CPUExecutionProvider"]), FrameGeometry.from_manifest(manifest))
-    from app.asr.decoding import ctc_segments
+    from app.asr.decoders import ctc_segments
 
     wave = dev[0].audio.astype(np.float32) / 32768
     emissions = acoustic.emissions(wave)

@@ -26,82 +26,16 @@ completed and `</s>` is scored.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal, NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
 
-from app.asr import fastbeam
-from app.asr.alignment import align_asg, align_ctc, word_spans
-from app.asr.hypothesis import Hypothesis
+from app.asr.decoders.types import BeamOptions, Final
 from app.asr.lexicon import HotNode, Hotword, HotwordGraph, Lexicon, TrieNode, overlay_words
 from app.asr.ngram import NgramLM
 from app.asr.tokens import TokenTable
 
-MAX_BEAM_SIZE = 1024  # the one bound on beam width: library calls and requests (app.asr.options) alike
 _NEG_INF = -math.inf
-
-
-@dataclass(frozen=True)
-class BeamOptions:
-    """Beam search settings, checked once.
-
-    `beam_threshold` prunes twice: tokens scoring below the frame's best token by more than
-    it are not tried, and hypotheses below the best by more than it are dropped.
-    `token_threshold`, when given, prunes tokens harder: in each frame every token but the
-    blank scoring below the frame's best by more than it is impossible, for staying on a
-    label as for moving to one (pyctcdecode's `token_min_logp`, there in absolute
-    log-probability). Faster, and it can cost accuracy where the right letter is weak.
-    `beam_size_token` caps the tokens tried per frame (None: no cap). `allow_oov` lets a
-    lexicon search spell words outside the lexicon, each costing `unk_score` (and scored as
-    `<unk>` by the LM). `log_add` sums over alignments (True) or keeps the best (False).
-    `engine`: `python` is this module's search, which does everything; `fast` is
-    `app.asr.fastbeam`, compiled code about ten times faster for two common cases: a lexicon
-    with an n-gram LM file (flashlight-text's C++ decoder and KenLM; no hotwords,
-    out-of-lexicon words or silence score), and plain lexicon-free CTC without LM or word
-    scores (the project's C search); `auto` takes `fast` whenever the search is one of them.
-    """
-
-    beam_size: int = 16
-    nbest: int = 1
-    beam_threshold: float = 25.0
-    token_threshold: float | None = None
-    beam_size_token: int | None = None
-    lm_weight: float = 0.5
-    word_score: float = 0.0
-    silence_score: float = 0.0
-    unk_score: float = -10.0
-    allow_oov: bool = False
-    log_add: bool = True
-    engine: Literal["auto", "python", "fast"] = "auto"
-
-    def __post_init__(self) -> None:
-        def is_int(v: object) -> bool:
-            return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-        if not is_int(self.beam_size) or not 1 <= self.beam_size <= MAX_BEAM_SIZE:
-            raise ValueError(f"beam_size must be an integer in 1..{MAX_BEAM_SIZE}, got {self.beam_size!r}")
-        if not is_int(self.nbest) or not 1 <= self.nbest <= self.beam_size:
-            raise ValueError(f"nbest must be an integer in 1..beam_size ({self.beam_size}), got {self.nbest!r}")
-        if self.beam_size_token is not None and (not is_int(self.beam_size_token) or self.beam_size_token < 1):
-            raise ValueError(f"beam_size_token must be a positive integer or None, got {self.beam_size_token!r}")
-        if not self.beam_threshold > 0:  # also rejects NaN; +inf means no pruning
-            raise ValueError(f"beam_threshold must be > 0, got {self.beam_threshold!r}")
-        if self.token_threshold is not None and not self.token_threshold > 0:
-            raise ValueError(f"token_threshold must be > 0 or None, got {self.token_threshold!r}")
-        if not (math.isfinite(self.lm_weight) and self.lm_weight >= 0):
-            raise ValueError(f"lm_weight must be a finite number >= 0, got {self.lm_weight!r}")
-        if self.engine not in ("auto", "python", "fast"):
-            raise ValueError(f"engine must be 'auto', 'python' or 'fast', got {self.engine!r}")
-        for name in ("word_score", "silence_score", "unk_score"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
-
-    @property
-    def tokens_within(self) -> float:
-        """How far below the frame's best token a token may score and still be tried."""
-        return self.beam_threshold if self.token_threshold is None else self.token_threshold
 
 
 class _Off:
@@ -397,169 +331,21 @@ def _search(
     return beam, combine(pb, pnb)
 
 
-def beam_search(
-    emissions: np.ndarray,
-    *,
-    criterion: Literal["ctc", "asg"],
-    tokens: TokenTable | None = None,
-    blank: int | None = None,
-    transitions: np.ndarray | None = None,
-    options: BeamOptions | None = None,
-    lm: NgramLM | None = None,
-    lexicon: Lexicon | None = None,
-    hotwords: Sequence[Hotword] = (),
-    beam_size: int | None = None,
-    nbest: int | None = None,
-    beam_threshold: float | None = None,
-    token_threshold: float | None = None,
-    beam_size_token: int | None = None,
-    lm_weight: float | None = None,
-    word_score: float | None = None,
-    silence_score: float | None = None,
-    unk_score: float | None = None,
-    allow_oov: bool | None = None,
-    log_add: bool | None = None,
-    engine: Literal["auto", "python", "fast"] | None = None,
-) -> list[Hypothesis]:
-    """Decode one utterance's emissions [T, V]; best hypothesis first, at most `nbest`.
-
-    CTC: `emissions` are log-probabilities, `blank` defaults to the token table's. ASG:
-    unnormalised scores and `transitions` [V, V] (`[next, prev]`). Keyword settings
-    override `options`. A lexicon, an LM or hotwords need `tokens` (for the word separator
-    and the spellings). With a token table the n-best transcripts are distinct: of the
-    labellings that differ only in separators, the best one stands for the transcript.
-    Returns [] only when a lexicon rules out every path.
-    """
-    settings = dict(
-        beam_size=beam_size, nbest=nbest, beam_threshold=beam_threshold, token_threshold=token_threshold, beam_size_token=beam_size_token,
-        lm_weight=lm_weight, word_score=word_score, silence_score=silence_score, unk_score=unk_score,
-        allow_oov=allow_oov, log_add=log_add, engine=engine,
-    )  # fmt: skip
-    overrides = {name: value for name, value in settings.items() if value is not None}
-    options = replace(options or BeamOptions(), **overrides)
-    emissions = np.asarray(emissions)
-    if emissions.ndim != 2:
-        raise ValueError(f"emissions must be [T, V], got shape {emissions.shape}")
-    em = emissions.astype(np.float64)
-    if np.isnan(em).any():
-        raise ValueError("emissions contain NaN")
-    vocab = em.shape[1]
-    if tokens is not None and len(tokens) != vocab:
-        raise ValueError(f"emissions have {vocab} columns but the token table has {len(tokens)} tokens")
-    if (lm is not None or lexicon is not None or hotwords) and (tokens is None or tokens.separator_id is None):
-        raise ValueError("a lexicon, an LM or hotwords need a token table with a word separator")
-    if any(not isinstance(h, Hotword) for h in hotwords):
-        raise ValueError("hotwords must be Hotword objects (see parse_hotwords for 'phrase:boost' strings)")
-    trans: np.ndarray | None = None
-    if criterion == "ctc":
-        if blank is None:
-            blank = tokens.blank_id if tokens is not None else None
-        if blank is None or not 0 <= blank < vocab:
-            raise ValueError(f"CTC needs a blank index in 0..{vocab - 1}, got {blank!r}")
-        if transitions is not None:
-            raise ValueError("CTC takes no transition matrix")
-    elif criterion == "asg":
-        if blank is not None:
-            raise ValueError("ASG has no blank; pass blank=None")
-        if transitions is None or np.shape(transitions) != (vocab, vocab):
-            raise ValueError(f"ASG needs transitions of shape ({vocab}, {vocab}), got {np.shape(transitions)}")
-        trans = np.asarray(transitions, dtype=np.float64)
-    else:
-        raise ValueError(f"criterion must be 'ctc' or 'asg', got {criterion!r}")
-
-    if options.token_threshold is not None and len(em):
-        em = _prune_tokens(em, options.token_threshold, blank)
-    why_not = fastbeam.unsupported(options=options, tokens=tokens, lm=lm, lexicon=lexicon, hotwords=hotwords)
-    why_not_free = fastbeam.free_unsupported(criterion=criterion, options=options, lm=lm, lexicon=lexicon, hotwords=hotwords)
-    if options.engine == "fast" and why_not is not None and why_not_free is not None:
-        raise ValueError(f"engine='fast' cannot run this search: {why_not if lm is not None or lexicon is not None else why_not_free}")
-    finals: list[_Final]
-    separator: int | None
-    if options.engine != "python" and (why_not is None or why_not_free is None):
-        if why_not is None:
-            assert tokens is not None and lm is not None and lexicon is not None
-            finished = fastbeam.engine_for(tokens, lexicon, lm).search(em, criterion=criterion, blank=blank, transitions=trans, options=options)
-        elif fastbeam.NATIVE is not None:
-            assert blank is not None
-            finished = fastbeam.search_native(em, blank=blank, tokens=tokens, options=options)
-        else:
-            assert blank is not None
-            finished = fastbeam.search_free(em, blank=blank, tokens=tokens, options=options)
-        finals = [_Final(f.score, f.acoustic_score, f.labels, f.words, f.lm_score, 0.0, f.frames) for f in finished]  # type: ignore[union-attr]
-        separator = tokens.separator_id if tokens is not None else None
-    else:
-        finals, separator = _python_search(em, criterion_blank=blank, trans=trans, options=options, tokens=tokens, lm=lm,
-                                           lexicon=lexicon, hotwords=hotwords)  # fmt: skip
-    chosen: list[_Final] = []
-    seen: set[tuple[str, ...]] = set()
-    for final in finals:  # one entry per transcript: labellings that differ only in separators collapse
-        if separator is not None and final.words in seen:
-            continue
-        seen.add(final.words)
-        chosen.append(final)
-        if len(chosen) == options.nbest:
-            break
-    results = []
-    for final in chosen:
-        if final.frames is not None:
-            frames = final.frames()
-        elif trans is not None:
-            frames = align_asg(em, trans, final.labels)
-        else:
-            assert blank is not None
-            frames = align_ctc(em, blank, final.labels)
-        results.append(
-            Hypothesis(
-                text=tokens.decode(final.labels) if tokens is not None else "",
-                tokens=final.labels,
-                score=final.score,
-                acoustic_score=final.acoustic,
-                lm_score=final.lm_logprob,
-                word_count=len(final.words),
-                frames=frames,
-                words=final.words,
-                word_frames=word_spans(final.labels, frames, separator),
-                hotword_score=final.hotword,
-            )
-        )
-    return results
-
-
-def _prune_tokens(em: np.ndarray, threshold: float, blank: int | None) -> np.ndarray:
-    """`token_threshold`: every token but the blank more than `threshold` below its frame's best becomes impossible."""
-    keep = em >= em.max(axis=1, keepdims=True) - threshold
-    if blank is not None:
-        keep[:, blank] = True
-    return np.where(keep, em, _NEG_INF)
-
-
-class _Final(NamedTuple):
-    """A finished hypothesis of either engine, before alignment."""
-
-    score: float
-    acoustic: float
-    labels: tuple[int, ...]
-    words: tuple[str, ...]
-    lm_logprob: float
-    hotword: float
-    frames: Callable[[], tuple[tuple[int, int], ...]] | None = None  # the engine's own alignment; None: align afterwards
-
-
-def _python_search(
+def search(
     em: np.ndarray, *, criterion_blank: int | None, trans: np.ndarray | None, options: BeamOptions, tokens: TokenTable | None,
     lm: NgramLM | None, lexicon: Lexicon | None, hotwords: Sequence[Hotword],
-) -> tuple[list[_Final], int | None]:  # fmt: skip
-    """This module's engine: the finished final beam, best first, and the separator it words by (None: no words)."""
+) -> tuple[list[Final], int | None]:  # fmt: skip
+    """The reference engine: the finished final beam, best first, and the separator it words by (None: no words)."""
     scorer = _Scorer(
         tokens=tokens, vocab_size=em.shape[1], blank=criterion_blank, options=options, lm=lm, lexicon=lexicon, hotwords=hotwords
     )
     beam, acoustic = _search(em, blank=criterion_blank, transitions=trans, options=options, scorer=scorer)
-    finals: list[_Final] = []
+    finals: list[Final] = []
     for force in (False, True):  # if the lexicon rules out every ending, accept OOV endings
         for p, ac in zip(beam, acoustic.tolist(), strict=True):
             done = scorer.finish(p, force=force)
             if done is not None:
-                finals.append(_Final(ac + done.fixed, ac, p.labels(), done.words, done.lm_logprob, done.hot_banked))
+                finals.append(Final(ac + done.fixed, ac, p.labels(), done.words, done.lm_logprob, done.hot_banked))
         if finals:
             break
     finals.sort(key=lambda f: -f.score)

@@ -1,17 +1,16 @@
-"""The fast engines of beam search: flashlight-text's C++ lexicon decoder with KenLM, and a C
-lexicon-free CTC search.
+"""The fast engine of beam search: flashlight-text's compiled decoders (C++), with KenLM.
 
-`app.asr.beam` is the reference engine: every feature (out-of-lexicon words, hotwords,
-silence score, lexicon-free LM fusion) in NumPy and Python. The engines here run the two
-common cases behind the same `beam_search` call about ten times faster, and `beam_search`
-picks them when a request stays inside one (`engine="auto"`):
+`app.asr.decoders.reference` is the reference engine: every feature (out-of-lexicon words,
+hotwords, silence score, lexicon-free LM fusion) in NumPy and Python. flashlight-text runs
+the two common cases behind the same `beam_search` call several times faster, and
+`app.asr.decoders.dispatch` picks it when a request stays inside one (`engine="auto"`):
 
 - a lexicon with an n-gram LM file (ARPA or KenLM binary, read by KenLM), no hotwords, no
-  out-of-lexicon words, no silence score: `FlashlightEngine`;
-- lexicon-free CTC without LM or word scores: `search_native` (`_ctcbeam.c`, built by
-  setup.py, loaded with ctypes), or flashlight-text's lexicon-free decoder (`search_free`)
-  where the C file could not be built. flashlight-text's lexicon-free ASG mode ranks
-  hypotheses without the transitions, so ASG stays on the reference engine there.
+  out-of-lexicon words, no silence score: `FlashlightEngine`, built once per (token table,
+  lexicon, LM) and kept by `engine_for`;
+- lexicon-free CTC without LM or word scores: its lexicon-free decoder (`search_free`).
+  Its lexicon-free ASG mode ranks hypotheses without the transitions, so ASG stays on the
+  reference engine there.
 
 The lexicon engine searches the space the reference searches and scores it the same way:
 flashlight-text's `LexiconDecoder` walks a trie of spellings that end with the word
@@ -37,25 +36,21 @@ against brute force, the reference engine and the Viterbi oracle.
 
 from __future__ import annotations
 
-import ctypes
-import importlib.machinery
 import itertools
 import math
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app.asr.decoding import ctc_segments
+from app.asr.decoders.greedy import ctc_segments
+from app.asr.decoders.types import BeamOptions
 from app.asr.lexicon import Lexicon, spell
 from app.asr.ngram import LN10, NgramLM
 from app.asr.tokens import TokenTable
-
-if TYPE_CHECKING:
-    from app.asr.beam import BeamOptions
 
 try:  # a compiled wheel; without it every search takes the reference engine
     from flashlight.lib.text.decoder import (
@@ -78,35 +73,9 @@ except ImportError:  # pragma: no cover - the wheel is a dependency; this guards
 _NEG_INF = -math.inf
 
 
-def _load_native() -> ctypes.CDLL | None:
-    """app/asr/_ctcbeam.c, built by setup.py next to this file (None where it could not be built)."""
-    here = Path(__file__).resolve().parent
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = here / f"_ctcbeam{suffix}"
-        if path.is_file():
-            try:
-                lib = ctypes.CDLL(str(path))
-            except OSError:
-                return None
-            f32, i32, f64 = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_double)
-            lib.ctcb_search.restype = ctypes.c_void_p
-            lib.ctcb_search.argtypes = [f32, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_double,
-                                        ctypes.c_int, ctypes.c_int]  # fmt: skip
-            lib.ctcb_free.argtypes = [ctypes.c_void_p]
-            lib.ctcb_size.argtypes = [ctypes.c_void_p]
-            lib.ctcb_scores.argtypes = [ctypes.c_void_p, ctypes.c_int, f64, f64]
-            lib.ctcb_labels.argtypes = [ctypes.c_void_p, ctypes.c_int, i32, ctypes.c_int]
-            lib.ctcb_align.argtypes = [f32, ctypes.c_int, ctypes.c_int, ctypes.c_int, i32, ctypes.c_int, i32, i32]
-            return lib
-    return None
-
-
-NATIVE = _load_native()
-
-
 @dataclass(frozen=True)
 class Finished:
-    """One hypothesis of the final beam, finished: what `app.asr.beam.Hypothesis` is built from."""
+    """One hypothesis of the final beam, finished: what `app.asr.decoders.types.Hypothesis` is built from."""
 
     labels: tuple[int, ...]
     path: list[int]  # the search's own best frame path for the labels
@@ -117,7 +86,7 @@ class Finished:
     score: float
 
     def frames(self) -> tuple[tuple[int, int], ...]:
-        """[start, end) of each label on `path`, as `app.asr.alignment` reports them."""
+        """[start, end) of each label on `path`, as `app.asr.decoders.alignment` reports them."""
         return tuple(span for _, span in ctc_segments(np.asarray(self.path), self.blank))  # blank None: ASG, every frame a label
 
 
@@ -263,58 +232,6 @@ class FlashlightEngine:
         return total + lm.end_score(state)
 
 
-@dataclass(frozen=True)
-class NativeFinished:
-    """A hypothesis of the C search: labels, scores, words; aligned on demand (`frames`)."""
-
-    labels: tuple[int, ...]
-    emissions: np.ndarray  # float32, C-contiguous: what the search read
-    blank: int
-    words: tuple[str, ...]
-    acoustic_score: float
-    lm_score: float
-    score: float
-
-    def frames(self) -> tuple[tuple[int, int], ...]:
-        """The best alignment of the labels (as `app.asr.alignment.align_ctc`), in C."""
-        assert NATIVE is not None
-        n = len(self.labels)
-        labels = (ctypes.c_int * max(n, 1))(*self.labels)
-        starts, ends = (ctypes.c_int * max(n, 1))(), (ctypes.c_int * max(n, 1))()
-        em = self.emissions
-        rc = NATIVE.ctcb_align(em.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), em.shape[0], em.shape[1], self.blank, labels, n, starts, ends)
-        if rc == -2:
-            raise MemoryError("CTC alignment")
-        if rc < 0:
-            raise ValueError(f"{n} labels cannot be aligned to {em.shape[0]} frames")
-        return tuple(zip(starts[:n], ends[:n], strict=True))
-
-
-def search_native(emissions: np.ndarray, *, blank: int, tokens: TokenTable | None, options: BeamOptions) -> list[NativeFinished]:
-    """Lexicon-free CTC prefix beam search without an LM, in C (`_ctcbeam.c`): the final beam,
-    one entry per labelling, best first. The same search as the Python engine's."""
-    assert NATIVE is not None
-    em = np.ascontiguousarray(emissions, dtype=np.float32)
-    handle = NATIVE.ctcb_search(em.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), em.shape[0], em.shape[1], blank, options.beam_size,
-                                options.beam_threshold, options.tokens_within, options.beam_size_token or 0, int(options.log_add))  # fmt: skip
-    if not handle:
-        raise MemoryError("CTC beam search")
-    sep = tokens.separator_id if tokens is not None else None
-    out: list[NativeFinished] = []
-    try:
-        pb, pnb = ctypes.c_double(), ctypes.c_double()
-        for i in range(NATIVE.ctcb_size(handle)):
-            n = NATIVE.ctcb_scores(handle, i, ctypes.byref(pb), ctypes.byref(pnb))
-            buffer = (ctypes.c_int * max(n, 1))()
-            NATIVE.ctcb_labels(handle, i, buffer, n)
-            labels = tuple(buffer[:n])
-            acoustic = float(np.logaddexp(pb.value, pnb.value)) if options.log_add else max(pb.value, pnb.value)
-            out.append(NativeFinished(labels, em, blank, _words(labels, tokens, sep), acoustic, 0.0, acoustic))
-    finally:
-        NATIVE.ctcb_free(handle)
-    return out
-
-
 def _words(labels: tuple[int, ...], tokens: TokenTable | None, sep: int | None) -> tuple[str, ...]:
     """The separator-delimited words of a labelling (none without a token table with a separator)."""
     if tokens is None or sep is None:
@@ -353,7 +270,7 @@ def free_unsupported(*, criterion: str, options: BeamOptions, lm: NgramLM | None
                      hotwords: Sequence[object]) -> str | None:  # fmt: skip
     """Why `search_free` cannot run a search with these settings, or None if it can."""
     reasons = [
-        (not AVAILABLE and NATIVE is None, "neither the C search nor flashlight-text is installed"),
+        (not AVAILABLE, "flashlight-text is not installed"),
         (criterion != "ctc", "its lexicon-free search is CTC only"),
         (lm is not None or lexicon is not None, "its lexicon-free search has no LM or lexicon"),
         (bool(hotwords), "it has no hotwords"),
@@ -378,16 +295,18 @@ def unsupported(*, options: BeamOptions, tokens: TokenTable | None, lm: NgramLM 
 
 
 _build_lock = threading.Lock()
+_engines: weakref.WeakKeyDictionary[Lexicon, dict[tuple[TokenTable, int], FlashlightEngine]] = weakref.WeakKeyDictionary()
 
 
 def engine_for(tokens: TokenTable, lexicon: Lexicon, lm: NgramLM) -> FlashlightEngine:
-    """The engine of this (table, lexicon, LM), built on first use and kept on the lexicon."""
+    """The engine of this (table, lexicon, LM), built on first use and kept while the lexicon lives."""
     key = (tokens, id(lm))
     with _build_lock:
-        engine = lexicon.engines.get(key)
-        if not (isinstance(engine, FlashlightEngine) and engine.lm is lm):
+        built = _engines.setdefault(lexicon, {})
+        engine = built.get(key)
+        if engine is None or engine.lm is not lm:
             assert lm.path is not None
-            engine = lexicon.engines[key] = FlashlightEngine(tokens=tokens, lexicon=lexicon, lm_file=lm.path, lm=lm)
+            engine = built[key] = FlashlightEngine(tokens=tokens, lexicon=lexicon, lm_file=lm.path, lm=lm)
         return engine
 
 

@@ -1,4 +1,4 @@
-"""Greedy CTC and Viterbi ASG decoding on `[T, V]` float32 emissions, plus beam search re-exported.
+"""Greedy CTC and Viterbi ASG decoding on `[T, V]` float32 emissions.
 
 Both greedy decoders return frame-level information as well as labels, so word timings and
 confidences come from the same alignment the transcript came from.
@@ -7,15 +7,6 @@ confidences come from the same alignment the transcript came from.
 from __future__ import annotations
 
 import numpy as np
-
-
-def __getattr__(name: str) -> object:
-    """`beam_search`, `BeamOptions` and `Hypothesis` live in `app.asr.beam`; reachable here too."""
-    if name in ("beam_search", "BeamOptions", "Hypothesis"):
-        from app.asr import beam
-
-        return getattr(beam, name)
-    raise AttributeError(name)
 
 
 def greedy_ctc(emissions: np.ndarray, blank: int) -> list[int]:
