@@ -346,7 +346,11 @@ async def one_stream(url: str, model: str, chunks: list[bytes], expected: list[t
             end = last_final if last_final is not None and last_final >= eof_at else time.perf_counter()
             record.eof_to_final = end - eof_at
     except Exception as e:  # noqa: BLE001 - a failed stream is a result at this level
-        record.error = f"{type(e).__name__}: {str(e)[:200]}"
+        code = getattr(getattr(e, "rcvd", None), "code", None)
+        if code == 1013 and not sent_at:  # refused at capacity before its config was read: not a failure
+            record.refused = True
+        else:
+            record.error = f"{type(e).__name__}: {str(e)[:200]}"
     return record
 
 
