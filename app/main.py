@@ -13,10 +13,15 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import demo, docs, http, openai, realtime, stream
+from app.api import demo, docs
 from app.api.errors import install_error_handlers
 from app.api.limits import BodyLimitMiddleware, body_limit
 from app.api.metrics import Metrics
+from app.api.openai import router as openai
+from app.api.realtime import router as realtime
+from app.api.rest import router as rest
+from app.api.state import AppState
+from app.api.stream import router as stream
 from app.asr.batching import InferenceEngine
 from app.asr.bundle import load_bundles
 from app.asr.capacity import Admission, StreamCapacity, capacity_from_setting, measure_stream_capacity
@@ -61,19 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protect_docs = bool(api_keys) and not settings.public_docs
     app = FastAPI(title="asr-server", version=__version__, lifespan=lifespan, **docs.docs_urls(protected=protect_docs),
                   description="Speech recognition on ONNX Runtime: Wav2Letter (ASG/CTC) and wav2vec 2.0, beam search, Transformer-XL rescoring.")
-    app.state.settings = settings
-    app.state.metrics = Metrics()
-    app.state.api_keys = api_keys
-    app.state.shutting_down = False
-    app.state.active_streams = 0
-    app.state.draining = asyncio.Event()
-    app.state.stream_sessions = set()  # open `WS /v1/stream` sessions, which flush their results when draining
+    app.state = AppState(settings=settings, metrics=Metrics(), api_keys=api_keys)  # typed: what every route reaches through app.api.deps
     app.add_middleware(BodyLimitMiddleware, max_bytes=body_limit(settings.max_upload_bytes))
     if settings.cors_origins:  # outside the body limit, so its 413s carry CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     install_error_handlers(app)
-    app.include_router(http.router)
-    app.include_router(http.protected)
+    app.include_router(rest.router)
+    app.include_router(rest.protected)
     app.include_router(openai.router)
     app.include_router(stream.router)
     app.include_router(realtime.router)

@@ -8,6 +8,7 @@ import re
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.asr.errors import ASRError
@@ -16,6 +17,18 @@ log = logging.getLogger(__name__)
 
 
 OBJECT_REPR = re.compile(r"<[^<>]*? at 0x[0-9a-fA-F]+>")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 404, 413, 415, 422, 429)}  # the statuses of client faults, for the OpenAPI schema of every route
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

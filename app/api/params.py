@@ -51,3 +51,12 @@ def form_options(upload: UploadDep) -> RequestOptions:
 
 TranscribeOptionsDep = Annotated[RequestOptions, Depends(transcribe_options)]
 FormOptionsDep = Annotated[RequestOptions, Depends(form_options)]
+
+
+OPENAI_MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")  # OpenAI's transcription models: the default model
+
+
+def bundle_name(model: str | None) -> str | None:
+    """The bundle an OpenAI-style request names: OpenAI's own model names mean the default model
+    (`POST /v1/audio/transcriptions` and the Realtime session alike); any other name must be a bundle."""
+    return None if model is None or model in OPENAI_MODEL_ALIASES else model

@@ -118,3 +118,28 @@ def pcm_to_float(data: bytes, encoding: str) -> np.ndarray:
     if encoding == "f32le":
         return check_samples(np.frombuffer(data, dtype="<f4").astype(np.float32))
     raise InvalidAudio(f"unknown encoding {encoding!r}; expected 'pcm_s16le' or 'f32le'")
+
+
+# -- G.711 (the Realtime API's g711_ulaw and g711_alaw): 8-bit codes -> 16-bit little-endian PCM, by table
+
+
+
+def _ulaw_table() -> np.ndarray:
+    code = ~np.arange(256, dtype=np.int32) & 0xFF
+    magnitude = ((((code & 0x0F) << 3) + 0x84) << ((code >> 4) & 7)) - 0x84
+    return np.where(code & 0x80, -magnitude, magnitude).astype("<i2")
+
+
+def _alaw_table() -> np.ndarray:
+    code = np.arange(256, dtype=np.int32) ^ 0x55
+    exponent, mantissa = (code >> 4) & 7, code & 0x0F
+    magnitude = np.where(exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+    return np.where(code & 0x80, magnitude, -magnitude).astype("<i2")
+
+
+G711_TABLES = {"g711_ulaw": _ulaw_table(), "g711_alaw": _alaw_table()}
+
+
+def g711_to_pcm16(data: bytes, law: str) -> bytes:
+    """G.711 bytes (`g711_ulaw` or `g711_alaw`) -> 16-bit little-endian PCM, one sample per byte."""
+    return G711_TABLES[law][np.frombuffer(data, np.uint8)].tobytes()

@@ -26,7 +26,7 @@ from openai.types import realtime as ga
 from openai.types.beta import realtime as beta
 from openai.types.beta.realtime import transcription_session as beta_session
 
-from app.api.realtime import G711_TABLES
+from app.asr.audio import G711_TABLES
 from app.config import Settings
 from tests.helpers import encode, speechlike
 

@@ -18,7 +18,7 @@ import pytest
 import soxr
 from fastapi.testclient import TestClient
 
-from app.api.stream import AudioFormat, Lag, TooFarBehind
+from app.api.websocket import AudioFormat, Lag, TooFarBehind
 from app.config import Settings
 from app.main import create_app, drain
 from tests.helpers import encode, speechlike

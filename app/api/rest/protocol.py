@@ -1,4 +1,4 @@
-"""Pydantic models of the HTTP API (the JSON the server answers with)."""
+"""REST messages: the JSON `POST /v1/transcribe` and `GET /v1/models` answer with, and the audio body's OpenAPI description."""
 
 from __future__ import annotations
 
@@ -33,15 +33,6 @@ class TranscriptionOut(BaseModel):
     warp: float | None = None  # the VTLN frequency warp chosen for this file (absent: not normalised)
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: ErrorBody
-
-
 class ModelOut(BaseModel):
     id: str
     object: str = "model"
@@ -58,3 +49,14 @@ class ModelOut(BaseModel):
 class ModelList(BaseModel):
     object: str = "list"
     data: list[ModelOut]
+
+
+AUDIO_BODY = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+        "required": True,
+    }
+}

@@ -13,35 +13,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from app.api.deps import UploadDep, require_api_key
+from app.api.errors import ERRORS
 from app.api.formats import to_srt, to_verbose_json, to_vtt
-from app.api.http import ERRORS
-from app.api.params import FormOptionsDep
+from app.api.openai.protocol import OPENAI_BODY, RESPONSE_FORMATS
+from app.api.params import FormOptionsDep, bundle_name
 from app.api.service import transcribe_bytes
 from app.asr.errors import InvalidOption
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
-OPENAI_MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")  # the default model; any other name must be a bundle (HTTP and Realtime alike)
-RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
-
-OPENAI_BODY = {
-    "requestBody": {
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "model": {"type": "string"},
-                        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
-                        "timestamp_granularities[]": {"type": "array", "items": {"type": "string", "enum": ["word", "segment"]}},
-                    },
-                    "required": ["file"],
-                }
-            }
-        },
-        "required": True,
-    }
-}
 
 
 @router.post("/v1/audio/transcriptions", responses=ERRORS, openapi_extra=OPENAI_BODY)
@@ -55,7 +34,7 @@ async def create_transcription(request: Request, upload: UploadDep, options: For
     unknown = granularities - {"word", "segment"}
     if unknown:
         raise InvalidOption(f"timestamp_granularities {sorted(unknown)} unknown; use 'word' and/or 'segment'")
-    model = None if options.model in OPENAI_MODEL_ALIASES else options.model
+    model = bundle_name(options.model)
     transcript = await transcribe_bytes(request, upload.data, model=model, options=options.decode_options(), endpoint="audio_transcriptions")
     request.app.state.metrics.requests.labels(endpoint="audio_transcriptions", status="200").inc()
     if response_format == "text":

@@ -7,23 +7,13 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import RecognizerDep, UploadDep, require_api_key
+from app.api.errors import ERRORS
 from app.api.params import TranscribeOptionsDep
-from app.api.schemas import ErrorOut, ModelList, ModelOut, TranscriptionOut
+from app.api.rest.protocol import AUDIO_BODY, ModelList, ModelOut, TranscriptionOut
 from app.api.service import transcribe_bytes
 
 router = APIRouter()
 protected = APIRouter(dependencies=[Depends(require_api_key)])
-
-AUDIO_BODY = {
-    "requestBody": {
-        "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        },
-        "required": True,
-    }
-}
-ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 404, 413, 415, 422, 429)}
 
 
 @protected.post("/v1/transcribe", response_model=TranscriptionOut, responses=ERRORS, openapi_extra=AUDIO_BODY)

@@ -1,0 +1,1 @@
+"""OpenAI-compatible REST: `POST /v1/audio/transcriptions` (router and protocol)."""

@@ -1,0 +1,1 @@
+"""`WS /v1/stream`: router (endpoint and protocol description), protocol (messages), connection (the session)."""
