@@ -35,7 +35,8 @@ import numpy as np
 from app.asr.manifest import Manifest
 from app.asr.punctuation import Punctuator, transcript_labels
 from app.asr.punctuation_text import LabeledWord, label_text
-from models.train.punctuation import Scores, heldout_sentences, score
+from models.train.punctuation import heldout_sentences
+from models.train.punctuation_scores import Scores, score
 
 
 def heldout_passages(text_dir: Path, *, min_words: int) -> list[list[LabeledWord]]:

@@ -27,7 +27,9 @@ deletions, whose mark moves to the word before, and insertions of unmarked words
 
 AdamW, linear warm-up, cosine decay over `--minutes` of wall clock (or `--steps`, whichever
 ends first); `OUT/last.pt` (config, weights, vocabulary, known forms) every few minutes and
-at the end; development F1 in `OUT/log.jsonl`.
+at the end; development F1 in `OUT/log.jsonl`. `calibrate` then tunes one offset per mark on
+the development set (the argmax of a tagger trained with plain cross-entropy under-predicts
+rare marks) and folds it into the mark head's bias, so the exported graph needs nothing else.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from app.asr.punctuation_text import (
     label_text,
     suffix_bucket,
 )
+from models.train.punctuation_scores import calibrate, evaluate
 
 HELDOUT_FIRST_LINE = 1_327_119  # 1-based line of gutenberg_more.txt.gz where the last 5 books begin
 DEV_BLOCK, DEV_EVERY = 500, 100  # development set: lines of every 100th block of 500 (training books only)
@@ -300,68 +303,6 @@ def corrupt(columns: list[np.ndarray], source: Labelled, *, length: int, rate: f
     return array_
 
 
-# --- evaluation --------------------------------------------------------------------------------
-@dataclass
-class Scores:
-    """Per-mark precision/recall/F1 and casing accuracy over word slots."""
-
-    f1: dict[str, float]
-    precision: dict[str, float]
-    recall: dict[str, float]
-    case_accuracy: float
-    words: int
-
-    def line(self) -> str:
-        marks = " ".join(f"{MARKS[m]} {self.f1[MARKS[m]]:.3f}" for m in range(1, len(MARKS)))
-        return f"F1 {marks} | case {self.case_accuracy:.4f} | {self.words} words"
-
-
-def score(predicted_marks: np.ndarray, true_marks: np.ndarray, predicted_cases: np.ndarray, true_cases: np.ndarray) -> Scores:
-    f1, precision, recall = {}, {}, {}
-    for m in range(1, len(MARKS)):
-        tp = int(((predicted_marks == m) & (true_marks == m)).sum())
-        p = tp / max(int((predicted_marks == m).sum()), 1)
-        r = tp / max(int((true_marks == m).sum()), 1)
-        precision[MARKS[m]], recall[MARKS[m]] = round(p, 4), round(r, 4)
-        f1[MARKS[m]] = round(2 * p * r / (p + r), 4) if p + r else 0.0
-    accuracy = float((predicted_cases == true_cases).mean()) if len(true_cases) else 0.0
-    return Scores(f1, precision, recall, round(accuracy, 4), int(len(true_cases)))
-
-
-def clean_windows(source: Labelled, *, length: int, max_words: int) -> np.ndarray:
-    """Consecutive windows of about `length` words starting at sentence starts -> `[4, N]` with window ids in a 5th row."""
-    starts = source.starts()
-    chosen, position = [], 0
-    for s in starts:
-        if s >= position:
-            chosen.append(int(s))
-            position = s + length
-        if position >= max_words:
-            break
-    return np.array(chosen, np.int64)
-
-
-def evaluate(model: Any, source: Labelled, *, length: int = 96, max_words: int = 50_000) -> Scores:
-    """Clean (error-free) windows from `source` through the torch model, one window at a time."""
-    import torch
-
-    starts = clean_windows(source, length=length, max_words=max_words)
-    predicted_marks, predicted_cases, true_marks, true_cases = [], [], [], []
-    model.eval()
-    with torch.no_grad():
-        for s in starts:
-            window = slice(int(s), int(s) + length)
-            words = torch.from_numpy(source.words[window].astype(np.int64))[None]
-            suffixes = torch.from_numpy(source.suffixes[window].astype(np.int64))[None]
-            case_logits, mark_logits = model(words, suffixes)
-            predicted_cases.append(case_logits[0].argmax(-1).numpy())
-            predicted_marks.append(mark_logits[0].argmax(-1).numpy())
-            true_cases.append(source.cases[window])
-            true_marks.append(source.marks[window])
-    model.train()
-    return score(np.concatenate(predicted_marks), np.concatenate(true_marks), np.concatenate(predicted_cases), np.concatenate(true_cases))
-
-
 # --- training ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainConfig:
@@ -457,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--vocab-size", type=int, default=16000)
     prep.add_argument("--suffix-buckets", type=int, default=2048)
     prep.add_argument("--limit", type=int, default=0, help="label only this many passages (trials)")
+    cal = sub.add_parser("calibrate", help="tune the mark offsets on the development set and fold them into the checkpoint")
+    cal.add_argument("--checkpoint", type=Path, required=True)
+    cal.add_argument("--prepared", type=Path, required=True)
     tr = sub.add_parser("train", help="train the tagger")
     tr.add_argument("--prepared", type=Path, required=True)
     tr.add_argument("--out", type=Path, required=True)
@@ -476,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "prepare":
         prepare(args.data, args.out, vocab_size=args.vocab_size, suffix_buckets=args.suffix_buckets, limit=args.limit)
+        return 0
+    if args.command == "calibrate":
+        print(json.dumps(calibrate(args.checkpoint, args.prepared)))
         return 0
     model_config = {"encoder": args.encoder, "d_model": args.d_model, "d_embed": args.d_embed, "n_layer": args.layers, "d_inner": args.d_inner}
     path = train(args.prepared, args.out, model_config=model_config, batch=BatchConfig(tokens=args.batch_words, max_words=args.max_words),
