@@ -80,6 +80,7 @@ class Stream:
 
     def __post_init__(self) -> None:
         self.resolved = resolve(self.options, self.bundle)  # checked once, when the stream opens
+        self.recognizer.punctuation_flags(self.options)  # punctuate=true without a punctuation bundle: refused now, not at the first final
         self.buffer = np.zeros(self.model.geometry.left_pad, np.float32)
         geometry = self.model.geometry
         self.frame_seconds = geometry.stride / self.bundle.manifest.sample_rate
