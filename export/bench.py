@@ -60,6 +60,7 @@ class BenchConfig:
     stream_levels: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     stream_seconds: float = 8.0
     memory_requests: int = 1000
+    memory_clip_seconds: float = 30.0  # the longest clip of the memory section's mix
     pyctcdecode_python: Path | None = None
     gpu: bool = True
 
@@ -76,11 +77,11 @@ def preset(mode: str, **overrides: Any) -> BenchConfig:
         config = BenchConfig()
     elif mode == "quick":
         config = BenchConfig(mode="quick", repeats=1, throughput_seconds=2.0, decoder_sentences=8, lm_widths=(16,), stream_levels=(1, 4, 16, 64),
-                             stream_seconds=3.0, memory_requests=100)  # fmt: skip
+                             stream_seconds=3.0, memory_requests=100, memory_clip_seconds=10.0)  # fmt: skip
     elif mode == "tiny":
         config = BenchConfig(mode="tiny", tiny_models=True, threads=(1,), audio_seconds=2.0, repeats=1, throughput_audio_seconds=1.0,
                              throughput_levels=(1, 4), throughput_seconds=0.6, decoder_sentences=3, beam_widths=(1, 16), lm_widths=(16,),
-                             lm_lines=2000, stream_levels=(1, 2), stream_seconds=1.0, memory_requests=10, gpu=False)  # fmt: skip
+                             lm_lines=2000, stream_levels=(1, 2), stream_seconds=1.0, memory_requests=10, memory_clip_seconds=2.0, gpu=False)  # fmt: skip
     else:
         raise ValueError(f"unknown mode {mode!r}; use full, quick or tiny")
     if cores == 1:
@@ -237,10 +238,9 @@ def run_servers(ctx: Context, results: dict[str, Any]) -> None:
                                              levels=c.stream_levels),
             }  # fmt: skip
     if "memory" in wanted:
-        _say(f"memory: a fresh server, {c.memory_requests} requests")
+        _say(f"memory: a fresh server, {c.memory_requests} mixed requests (clips up to {c.memory_clip_seconds:g} s)")
         with run_server(ctx.serve_dir, model=model, log_dir=logs) as server:
-            results["memory"] = measure_memory(server, model=model, samples=speechlike(c.throughput_audio_seconds, seed=4), rate=rate,
-                                               requests=c.memory_requests)  # fmt: skip
+            results["memory"] = measure_memory(server, requests=c.memory_requests, max_seconds=c.memory_clip_seconds)
             results["memory"]["served"] = str(ctx.serve_dir)
 
 

@@ -156,9 +156,13 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"sustained real-time streams (p95 partial <= {ws['limit_seconds'] * 1000:.0f} ms): {ws['sustained_streams']}")
     memory = results.get("memory")
     if memory:
-        section("6. server memory (VmHWM)")
+        section("6. server memory (VmRSS, VmHWM)")
         lines.append(f"at start {_f(memory['start_peak_mib'], 4)} MiB; after {memory['requests']} requests {_f(memory['after_peak_mib'], 4)} MiB "
                      f"(+{_f(memory['growth_mib'], 3)} MiB, {memory['failed']} failed)")  # fmt: skip
+        if memory.get("checkpoint_rss_mib"):
+            lines.append(f"resident after request {memory['checkpoint']}: {_f(memory['checkpoint_rss_mib'], 4)} MiB; after request {memory['requests']}: "
+                         f"{_f(memory['after_rss_mib'], 4)} MiB ({_f(memory['rss_end_over_checkpoint'])}x; mixed lengths up to "
+                         f"{_f(memory.get('max_clip_seconds'), 3)} s, formats, models and options)")  # fmt: skip
     punctuation = results.get("punctuation")
     if punctuation:
         section("7. punctuation tagger against the acoustic model (ms per audio second, one thread)")

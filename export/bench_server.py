@@ -32,7 +32,7 @@ from app.asr.bundle import load_bundles
 from app.asr.options import DecodeOptions
 from app.asr.recognizer import Recognizer
 from app.asr.streaming import Stream, StreamOptions
-from export.bench_models import wav_bytes
+from export.bench_models import speechlike, wav_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK_SECONDS = 0.16
@@ -401,33 +401,94 @@ def measure_streams(server: Server, recognizer: Recognizer, *, model: str, sampl
 
 
 # --- section 6: memory ------------------------------------------------------------------------
-def measure_memory(server: Server, *, model: str, samples: np.ndarray, rate: int, requests: int, clients: int = 8) -> dict[str, Any]:
-    """VmHWM at start and after `requests` requests (every tenth a beam search without LM)."""
+MEMORY_FORMATS = (("WAV", "PCM_16", "wav"), ("FLAC", "PCM_16", "flac"), ("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3"))
+HOTWORDS = ("cat", "hello world", "the park", "quick brown fox", "she said")
+
+
+def memory_clips(count: int, *, max_seconds: float, seed: int = 0) -> list[tuple[str, bytes, float]]:
+    """`count` encoded clips of 0.5..`max_seconds` s at assorted rates, WAV/FLAC/OGG/MP3 in turn: (name, bytes, seconds)."""
+    import io
+
+    import soundfile as sf
+    import soxr
+
+    rng = np.random.default_rng(seed)
+    clips = []
+    for i in range(count):
+        seconds = float(rng.uniform(0.5, max_seconds))
+        rate = int(rng.choice([8000, 16000, 22050, 44100]))
+        wave = speechlike(seconds, 16000, seed=seed + i)
+        if rate != 16000:
+            wave = soxr.resample(wave, 16000, rate).astype(np.float32)
+        fmt, subtype, ext = MEMORY_FORMATS[i % len(MEMORY_FORMATS)]
+        buffer = io.BytesIO()
+        sf.write(buffer, wave, rate, format=fmt, subtype=subtype)
+        clips.append((f"clip{i}.{ext}", buffer.getvalue(), seconds))
+    return clips
+
+
+def memory_request(i: int, clips: list[tuple[str, bytes, float]], models: list[dict[str, Any]], *, rescoring: bool) -> tuple[dict[str, str], tuple[str, bytes]]:
+    """Request `i` of the mixed memory run: its query parameters and file, chosen by a generator seeded with `i`."""
+    rng = np.random.default_rng(i)
+    name, data, _ = clips[int(rng.integers(len(clips)))]
+    model = models[int(rng.integers(len(models)))]
+    params = {"model": model["id"], "precision": str(rng.choice(model["precisions"])), "decoder": str(rng.choice(["greedy", "beam"]))}
+    if params["decoder"] == "beam":
+        params["beam_size"] = str(rng.choice([8, 16, 32]))
+        if rescoring and rng.random() < 0.5:
+            params.update(rescore="true", nbest="2")
+        if rng.random() < 0.1:
+            params["hotwords"] = ",".join(rng.choice(HOTWORDS, size=int(rng.integers(1, 4)), replace=False))
+    return params, (name, data)
+
+
+def measure_memory(server: Server, *, requests: int, clients: int = 4, max_seconds: float = 30.0, checkpoint: int | None = None,
+                   sample_every: int = 50) -> dict[str, Any]:
+    """Resident memory over `requests` mixed requests: clips of 0.5..`max_seconds` s in WAV, FLAC, OGG and MP3
+    at assorted rates, every acoustic model and precision served, greedy and beam search (n-gram where the
+    bundle has one, a few with hotwords), Transformer-XL rescoring on and off, `clients` at a time.
+
+    VmRSS is sampled every `sample_every` requests; the figure is VmRSS after all requests against VmRSS
+    after `checkpoint` (default: a sixth of them, request 500 of 3000), i.e. after the warm-up."""
+    checkpoint = checkpoint or max(requests // 6, 1)
+    listed = httpx.get(f"{server.url}/v1/models", timeout=60).json()["data"]
+    models = [m for m in listed if m.get("kind") == "acoustic"]
+    rescoring = any(m.get("kind") == "lm" for m in listed)
+    clips = memory_clips(24, max_seconds=max_seconds)
     start = server.memory()
-    body = wav_bytes(samples, rate)
-    queue = list(range(requests))
-    failures = 0
+    samples: list[tuple[int, float]] = []
+    state = {"next": 0, "done": 0, "failed": 0}
+    errors: list[str] = []
 
     async def run() -> None:
-        nonlocal failures
-        async with httpx.AsyncClient(base_url=server.url, timeout=120.0) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=600.0) as client:
 
             async def loop() -> None:
-                nonlocal failures
-                while queue:
-                    i = queue.pop()
-                    params = {"model": model, **({"decoder": "beam", "beam_size": "16", "lm": "false"} if i % 10 == 0 else {"decoder": "greedy"})}
-                    response = await client.post("/v1/transcribe", params=params, files={"file": ("audio.wav", body, "audio/wav")})
-                    failures += response.status_code != 200
+                while state["next"] < requests:
+                    i = state["next"]
+                    state["next"] += 1
+                    params, (name, data) = memory_request(i, clips, models, rescoring=rescoring)
+                    response = await client.post("/v1/transcribe", params=params, files={"file": (name, data)})
+                    if response.status_code != 200:
+                        state["failed"] += 1
+                        errors.append(f"{params} {name}: {response.status_code} {response.text[:200]}")
+                    state["done"] += 1
+                    if state["done"] % sample_every == 0 or state["done"] in (checkpoint, requests):
+                        samples.append((state["done"], server.memory().get("VmRSS", 0.0)))
 
             await asyncio.gather(*(loop() for _ in range(clients)))
 
     started = time.perf_counter()
     asyncio.run(run())
     after = server.memory()
-    return {"requests": requests, "failed": failures, "seconds": time.perf_counter() - started, "audio_seconds": len(samples) / rate,
+    at_checkpoint = next((rss for done, rss in samples if done >= checkpoint), None)
+    return {"requests": requests, "clients": clients, "failed": state["failed"], "seconds": time.perf_counter() - started,
+            "max_clip_seconds": max_seconds, "models": [m["id"] for m in models], "rescoring": rescoring,
             "start_peak_mib": start.get("VmHWM"), "start_rss_mib": start.get("VmRSS"), "after_peak_mib": after.get("VmHWM"),
-            "after_rss_mib": after.get("VmRSS"), "growth_mib": (after.get("VmHWM", 0) - start.get("VmHWM", 0))}  # fmt: skip
+            "after_rss_mib": after.get("VmRSS"), "growth_mib": (after.get("VmHWM", 0) - start.get("VmHWM", 0)),
+            "checkpoint": checkpoint, "checkpoint_rss_mib": at_checkpoint,
+            "rss_end_over_checkpoint": (after.get("VmRSS", 0) / at_checkpoint) if at_checkpoint else None,
+            "rss_samples": samples, "error_samples": errors[:5]}  # fmt: skip
 
 
 def local_recognizer(models_dir: Path, *, model: str, threads: int) -> Recognizer:

@@ -14,6 +14,7 @@ context on both sides and keeps only its centre.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
+from app.asr import allocator
 from app.asr.errors import InvalidAudio
 from app.asr.manifest import Manifest
 
@@ -41,13 +43,43 @@ def select_providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def create_session(path: Path, *, threads: int, providers: list[str]) -> ort.InferenceSession:
+def session_options(*, threads: int) -> ort.SessionOptions:
+    """The options of every session the server runs (acoustic models, rescoring and punctuation LMs).
+
+    Memory patterns are off: ONNX Runtime plans and caches one per input shape, and every audio
+    length is a new shape. Its CPU arena stays on (buffers reused within and across runs: turning
+    it off costs 40-100% more CPU in page faults on long inputs); long inputs give the arena's
+    memory back when they end (`SHRINK_FROM_SAMPLES`)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    options.enable_mem_pattern = False
+    return options
+
+
+# Resident memory stays flat whatever the input lengths. ONNX Runtime's CPU arena grows to the
+# largest activations any run of its session has needed (a 30 s clip through wav2vec 2.0 needs
+# about 100 MB per layer output; with requests in parallel and a session per model and
+# precision, over a gigabyte in all) and keeps them. A run on an input of at least this many
+# samples (5 s at 16 kHz) therefore shrinks the arena when it ends, and such runs take turns on
+# their session: a shrink frees only regions no run is using, so two long runs overlapping
+# would keep each other's memory. Shorter runs and stream chunks keep reusing what they need.
+# Measured in docs/reliability.md ("Memory").
+SHRINK_FROM_SAMPLES = 80_000
+
+
+def shrinking_run_options() -> ort.RunOptions:
+    """Run options that give the arena's free regions back when the run ends."""
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
+
+
+def create_session(path: Path, *, threads: int, providers: list[str]) -> ort.InferenceSession:
+    allocator.configure()
+    return ort.InferenceSession(str(path), sess_options=session_options(threads=threads), providers=providers)
 
 
 @dataclass(frozen=True)
@@ -87,6 +119,7 @@ class AcousticModel:
         self.overlap_frames = 0 if geometry.exact else overlap_frames
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
+        self.long_runs = threading.Lock()  # runs of SHRINK_FROM_SAMPLES or more take turns (see there)
         self.streaming: StreamGraph | None = None  # the cached streaming path, when the graph has one (app.asr.stream_graph)
         self.on_gpu = session.get_providers()[0] == "CUDAExecutionProvider"
 
@@ -96,7 +129,12 @@ class AcousticModel:
         Raises `InvalidAudio` rather than return non-finite emissions: input samples are clipped
         where they enter (`app.asr.audio.check_samples`), so this keeps any other cause (a broken
         graph, say) away from the decoders, whose searches assume finite scores."""
-        out = self.session.run([self.output_name], {self.input_name: batch.astype(np.float32, copy=False)})[0]
+        feeds = {self.input_name: batch.astype(np.float32, copy=False)}
+        if batch.size >= SHRINK_FROM_SAMPLES:
+            with self.long_runs:
+                out = self.session.run([self.output_name], feeds, shrinking_run_options())[0]
+        else:
+            out = self.session.run([self.output_name], feeds)[0]
         if not np.isfinite(out).all():
             raise InvalidAudio("the acoustic model produced non-finite scores for this audio")
         return out
