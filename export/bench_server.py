@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -443,13 +443,14 @@ def memory_request(i: int, clips: list[tuple[str, bytes, float]], models: list[d
 
 
 def measure_memory(server: Server, *, requests: int, clients: int = 4, max_seconds: float = 30.0, checkpoint: int | None = None,
-                   sample_every: int = 50) -> dict[str, Any]:
+                   sample_every: int = 50, progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Resident memory over `requests` mixed requests: clips of 0.5..`max_seconds` s in WAV, FLAC, OGG and MP3
     at assorted rates, every acoustic model and precision served, greedy and beam search (n-gram where the
     bundle has one, a few with hotwords), Transformer-XL rescoring on and off, `clients` at a time.
 
-    VmRSS is sampled every `sample_every` requests; the figure is VmRSS after all requests against VmRSS
-    after `checkpoint` (default: a sixth of them, request 500 of 3000), i.e. after the warm-up."""
+    VmRSS is sampled every `sample_every` requests, between phases, with no request in flight (what stays
+    resident, not the buffers of the requests running); the figure is VmRSS after all requests against
+    VmRSS after `checkpoint` (default: a sixth of them, request 500 of 3000), i.e. after the warm-up."""
     checkpoint = checkpoint or max(requests // 6, 1)
     listed = httpx.get(f"{server.url}/v1/models", timeout=60).json()["data"]
     models = [m for m in listed if m.get("kind") == "acoustic"]
@@ -463,8 +464,8 @@ def measure_memory(server: Server, *, requests: int, clients: int = 4, max_secon
     async def run() -> None:
         async with httpx.AsyncClient(base_url=server.url, timeout=600.0) as client:
 
-            async def loop() -> None:
-                while state["next"] < requests:
+            async def loop(stop: int) -> None:
+                while state["next"] < stop:
                     i = state["next"]
                     state["next"] += 1
                     params, (name, data) = memory_request(i, clips, models, rescoring=rescoring)
@@ -473,10 +474,13 @@ def measure_memory(server: Server, *, requests: int, clients: int = 4, max_secon
                         state["failed"] += 1
                         errors.append(f"{params} {name}: {response.status_code} {response.text[:200]}")
                     state["done"] += 1
-                    if state["done"] % sample_every == 0 or state["done"] in (checkpoint, requests):
-                        samples.append((state["done"], server.memory().get("VmRSS", 0.0)))
 
-            await asyncio.gather(*(loop() for _ in range(clients)))
+            stops = sorted({*range(sample_every, requests, sample_every), checkpoint, requests})
+            for stop in stops:  # sampled between phases, with no request in flight: what stays resident
+                await asyncio.gather(*(loop(stop) for _ in range(clients)))
+                samples.append((state["done"], server.memory().get("VmRSS", 0.0)))
+                if progress is not None:
+                    progress(state["done"], samples[-1][1])
 
     started = time.perf_counter()
     asyncio.run(run())
