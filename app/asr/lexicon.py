@@ -11,7 +11,7 @@ at the word's end.
 Hotwords are phrases to favour (names, jargon). They form an Aho-Corasick graph over
 words, in the spirit of the context graphs of k2/icefall/sherpa: see `HotwordGraph`.
 
-Lexicon file format (written by `app.asr.lmbuild`, also wav2letter's): one entry per line,
+Lexicon file format (written by `models.lm.build`, also wav2letter's): one entry per line,
 `word<TAB>spelling`, the spelling being the word's letters separated by spaces, optionally
 ending with the word separator `|`: `hello\th e l l o |`. A word may have several lines
 (several spellings); the first line wins where two words share a spelling.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-RECIPES = {"corpus": "models.train.corpus", "wav2letter": "models.train.acoustic", "txl": "models.train.txl", "wav2vec2": "models.train.wav2vec2",
+RECIPES = {"corpus": "models.train.corpus", "wav2letter": "models.train.wav2letter", "txl": "models.train.txl", "wav2vec2": "models.train.wav2vec2",
            "punctuation": "models.train.punctuation"}
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -42,6 +41,15 @@ from transformers import Wav2Vec2ForCTC
 from app.asr.decoders.greedy import ctc_segments
 from app.asr.metrics import error_rates
 from app.asr.tokens import TokenTable
+from models.train.common import (
+    STATE_FILE,
+    adamw,
+    learning_rate,
+    quiet_transformers,
+    run_finished,
+    save_directory,
+    schedule_progress,
+)
 from models.train.data import Clip, batch_stream, load_clips
 from models.wav2vec2 import (
     build_processor,
@@ -52,8 +60,6 @@ from models.wav2vec2 import (
     small_config,
     waveform_batch,
 )
-
-STATE_FILE = "trainer_state.pt"
 
 
 @dataclass(frozen=True)
@@ -77,55 +83,6 @@ class FinetuneConfig:
     workers: int = 0  # augmentation worker processes (0: in the training loop)
     freeze_feature_encoder: bool = True  # with --init: keep the pretrained convolutional encoder fixed
     seed: int = 0
-
-
-# --- shared by both recipes --------------------------------------------------------------------
-def schedule_progress(*, step: int, elapsed: float, minutes: float, max_steps: int) -> float:
-    """Share of the run done, in [0, 1]: by the clock, or by steps when that ends first."""
-    progress = elapsed / max(minutes * 60.0, 1e-9)
-    if max_steps > 0:
-        progress = max(progress, step / max_steps)
-    return min(progress, 1.0)
-
-
-def learning_rate(*, step: int, progress: float, lr: float, warmup: int, final_lr_ratio: float) -> float:
-    """Linear warm-up over `warmup` steps, times a cosine from 1 to `final_lr_ratio` over the run."""
-    floor = final_lr_ratio
-    cosine = floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return lr * min(1.0, (step + 1) / max(warmup, 1)) * cosine
-
-
-def run_finished(*, step: int, elapsed: float, minutes: float, max_steps: int) -> bool:
-    return elapsed >= minutes * 60.0 or (max_steps > 0 and step >= max_steps)
-
-
-def save_directory(directory: Path, write: Callable[[Path], None]) -> None:
-    """Write a checkpoint directory through `write(tmp)` and swap it in, so a crash never leaves half of one."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.replace(old)
-    tmp.replace(directory)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def adamw(model: torch.nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on norms and biases)."""
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for _, p in trainable if p.dim() >= 2]
-    no_decay = [p for _, p in trainable if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                             lr=lr, betas=(0.9, 0.98), eps=1e-6)  # fmt: skip
-
-
-def quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 # --- fine-tuning -------------------------------------------------------------------------------

@@ -32,8 +32,7 @@ import torch
 from transformers import Wav2Vec2ForPreTraining
 from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
-from models.train.data import length_batches, load_audio, read_manifest
-from models.train.wav2vec2 import (
+from models.train.common import (
     STATE_FILE,
     adamw,
     learning_rate,
@@ -42,6 +41,7 @@ from models.train.wav2vec2 import (
     save_directory,
     schedule_progress,
 )
+from models.train.data import length_batches, load_audio, read_manifest
 from models.wav2vec2 import (
     build_feature_extractor,
     count_parameters,

@@ -64,9 +64,9 @@ print(write_lines(Path('$W/lm/train.txt'), p.lm_train), write_lines(Path('$W/lm/
     --data "$W/data" 2>&1 | grep -v -E '^\s*$' | tail -n 30
   cp "$W/corpus/stats.json" "$W/runs/corpus-stats.json"
   common=(--train "$W/corpus/train.jsonl" --dev "$W/corpus/dev.jsonl" --device "$DEVICE" --load-workers 5 --workers "$WORKERS")
-  launch w2l-asg $PY -m models.train.acoustic "${common[@]}" --out "$W/runs/w2l-asg" --criterion asg $W2L_SIZE \
+  launch w2l-asg $PY -m models.train.wav2letter "${common[@]}" --out "$W/runs/w2l-asg" --criterion asg $W2L_SIZE \
     --minutes "$MINUTES" --batch-seconds 400 --max-batch 128 --lr 2e-3 --eval-every 250 --checkpoint-minutes 2 --augment-clean 0.4
-  launch w2l-ctc $PY -m models.train.acoustic "${common[@]}" --out "$W/runs/w2l-ctc" --criterion ctc $W2L_SIZE \
+  launch w2l-ctc $PY -m models.train.wav2letter "${common[@]}" --out "$W/runs/w2l-ctc" --criterion ctc $W2L_SIZE \
     --minutes "$MINUTES" --batch-seconds 400 --max-batch 128 --lr 2e-3 --eval-every 250 --checkpoint-minutes 2 --augment-clean 0.4
   launch w2v2 $PY -m models.train.wav2vec2 finetune "${common[@]}" --out "$W/runs/w2v2" $W2V_SIZE \
     --minutes "$MINUTES" --batch-seconds 200 --max-batch 64 --lr 8e-4 --eval-every 500 --checkpoint-minutes 2

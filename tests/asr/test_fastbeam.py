@@ -149,8 +149,8 @@ def test_auto_keeps_the_python_engine_for_what_the_fast_one_lacks(lm: NgramLM, f
 def test_agrees_with_the_python_engine_on_sentences(tmp_path: Path) -> None:
     """Peaky emissions of real sentences, an LM built from text: with a beam wide enough for neither to lose the best, the two engines pick the same words."""
     from app.asr.lexicon import Lexicon
-    from app.asr.lmbuild import build_lm
-    from export.bench_models import SYNTHETIC_SENTENCES, synthetic_emissions
+    from models.lm.build import build_lm
+    from tests.helpers import SYNTHETIC_SENTENCES, synthetic_emissions
 
     text = tmp_path / "text.txt"
     text.write_text("\n".join(SYNTHETIC_SENTENCES * 3) + "\n", encoding="utf-8")

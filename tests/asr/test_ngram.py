@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from app.asr.lexicon import Lexicon
-from app.asr.lmbuild import BuildOptions, build_lm, kn_discounts, main
 from app.asr.ngram import LN10, MISSING_UNK_LOGPROB, ArpaError, NgramLM
+from models.lm.build import BuildOptions, build_lm, kn_discounts, main
 
 ARPA = """
 \\data\\

@@ -66,7 +66,7 @@ def test_output_frame_depends_only_on_its_receptive_field() -> None:
 @pytest.mark.parametrize("criterion", ["asg", "ctc"])
 def test_training_recipe_loss_goes_down(tmp_path: Path, criterion: str) -> None:
     """A few steps on a handful of clips of real AN4 speech (or synthetic tones without it)."""
-    from models.train.acoustic import main
+    from models.train.wav2letter import main
 
     an4 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "an4_train" / "manifest.jsonl"
     rows = []
@@ -96,7 +96,7 @@ def test_warm_start_inherits_the_architecture_and_refuses_a_different_one(tmp_pa
     scoring layer row by row, CTC to ASG here); sizes that do not fit stop the run instead of
     quietly training a network that kept only the layers that happened to match."""
     from app.asr.tokens import asg_letters, ctc_letters
-    from models.train.acoustic import main
+    from models.train.wav2letter import main
     from tests.helpers import save_wav2letter_checkpoint, speechlike
 
     source = save_wav2letter_checkpoint(tmp_path / "ctc.pt", criterion="ctc", channels=24, depth=1, kernel=3)
@@ -145,7 +145,7 @@ def test_asg_targets_are_surrounded_by_the_separator() -> None:
     """ASG has no blank: leading and trailing silence belong to a separator label that decodes to
     nothing; CTC targets keep the plain spelling (its blank absorbs silence)."""
     from app.asr.tokens import asg_letters, ctc_letters
-    from models.train.acoustic import target_ids
+    from models.train.wav2letter import target_ids
 
     asg, ctc = asg_letters(), ctc_letters()
     sep = asg.index["|"]

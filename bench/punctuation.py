@@ -16,7 +16,7 @@ from typing import Any
 
 from app.asr.manifest import MANIFEST_NAME, Manifest
 from app.asr.text import normalize_text
-from export.bench_models import BuiltBundle, speechlike
+from bench.inputs import BuiltBundle, speechlike
 
 WORDS_PER_SECOND = 2.7  # read speech
 PROSE = ("he turned sharply and faced gregson across the table it was a bright cold day in april and the clocks were striking thirteen "

@@ -1,6 +1,6 @@
 """Build a word n-gram model (ARPA) with interpolated modified Kneser-Ney, and its lexicon.
 
-    python -m app.asr.lmbuild --text data/corpus/lm_train.txt --order 4 \
+    python -m models.lm.build --text data/corpus/lm_train.txt --order 4 \
         --arpa out/lm.arpa --lexicon out/lexicon.txt [--vocab-size 20000] [--prune 1]
 
 Offline only, but torch-free and fast enough for tens of millions of words: counting is
@@ -330,7 +330,7 @@ def build_lm(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.asr.lmbuild", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m models.lm.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--text", type=Path, required=True, help="normalised text, one sentence per line")
     parser.add_argument("--order", type=int, default=4, help="n-gram order, 3-5 usual (default 4)")
     parser.add_argument("--arpa", type=Path, required=True, help="where to write the ARPA model")

@@ -263,7 +263,7 @@ def ngram_files(bundle: BuiltBundle, corpus: Path | None, cache: Path, *, max_li
     d = bundle.manifest.decoding
     if d.lm and d.lexicon:
         return bundle.directory / d.lm, bundle.directory / d.lexicon, f"shipped with {bundle.directory.name}"
-    from app.asr.lmbuild import BuildOptions, build_lm
+    from models.lm.build import BuildOptions, build_lm
 
     text, note = lm_text(corpus, cache, max_lines=max_lines)
     arpa, lexicon = cache / f"{text.stem}.arpa", cache / f"{text.stem}.lexicon.txt"

@@ -32,7 +32,7 @@ from app.asr.bundle import load_bundles
 from app.asr.options import DecodeOptions
 from app.asr.recognizer import Recognizer
 from app.asr.streaming import Stream, StreamOptions
-from export.bench_models import speechlike, wav_bytes
+from bench.inputs import speechlike, wav_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK_SECONDS = 0.16

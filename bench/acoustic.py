@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from app.asr.runtime import AcousticModel, FrameGeometry, create_session
-from export.bench_models import BuiltBundle
+from bench.inputs import BuiltBundle
 
 
 def median_seconds(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1) -> dict[str, float]:

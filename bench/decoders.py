@@ -28,7 +28,7 @@ from app.asr.manifest import DecodingDefaults
 from app.asr.metrics import error_rates
 from app.asr.ngram import NgramLM
 from app.asr.rescoring import TransformerXLScorer, rescore
-from export.bench_models import BuiltBundle, EmissionSet
+from bench.inputs import BuiltBundle, EmissionSet
 
 RESCORE_NBEST = 8
 PRUNE = 10.0  # beam_threshold = pyctcdecode's default beam_prune_logp (-10)
@@ -112,7 +112,7 @@ def pyctcdecode_python(explicit: Path | None) -> Path | None:
 
 def pyctcdecode_runs(python: Path, emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, widths: tuple[int, ...],
                      lm_widths: tuple[int, ...], rounds: int, timeout: float) -> dict[str, Any]:
-    """Run `export/bench_pyctcdecode.py` under `python` on the same emissions; WER added here."""
+    """Run `bench/pyctcdecode.py` under `python` on the same emissions; WER added here."""
     defaults = DecodingDefaults()
     labels = ["" if t == emissions.tokens.blank else " " if t == emissions.tokens.word_separator else t for t in emissions.tokens.tokens]
     unigrams = [line.split("\t", 1)[0] for line in lexicon_path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,12 +1,16 @@
 """`asr-bench` end to end in its tiny mode: tiny random models, a few iterations, every section.
 
-Checks the shape of what it writes (every section in the JSON, the PNG), not the figures:
-timings on a shared test machine prove nothing. The real numbers come from `asr-bench`.
+Checks the shape of what it writes (every section in the JSON, the PNG, the table), not the
+figures: timings on a shared test machine prove nothing. The real numbers come from `asr-bench`.
+The benchmark runs as a command (`python -m bench`, what `asr-bench` runs): tests import no
+benchmark code.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +21,28 @@ pytest.importorskip("transformers")
 pytest.importorskip("matplotlib")
 pytest.importorskip("websockets")
 
-from export.bench import SECTIONS, main, preset, run  # noqa: E402
-from export.bench_models import synthetic_emissions  # noqa: E402
-from export.bench_report import table, targets  # noqa: E402
+from tests.helpers import synthetic_emissions  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SECTIONS = ("acoustic", "overhead", "throughput", "decoders", "streaming", "memory", "punctuation")
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`bench.json` of one tiny run, with the PNG's path and the printed table beside it."""
     out = tmp_path_factory.mktemp("bench")
-    return run(preset("tiny", out=out, models_dir=out / "no-bundles"))
+    done = bench("--tiny", "--out", str(out), "--models-dir", str(out / "no-bundles"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads((out / "bench.json").read_text())
+    return {**data, "png": str(out / "bench.png"), "table": (out / "bench.txt").read_text()}
 
 
 def test_every_section_is_written(results: dict) -> None:
-    data = json.loads((Path(results["png"]).parent / "bench.json").read_text())
+    data = results
     for section in SECTIONS:
         assert section in data, section
     assert {"cpu", "cores", "date"} <= set(data["machine"])
@@ -39,7 +52,7 @@ def test_every_section_is_written(results: dict) -> None:
 def test_plot_and_table(results: dict) -> None:
     png = Path(results["png"])
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    text = table(results)
+    text = results["table"]
     for heading in ("1. acoustic", "2. POST", "3. throughput", "4. decoders", "5. streaming", "6. server memory", "targets"):
         assert heading in text
 
@@ -80,7 +93,7 @@ def test_decoders(results: dict) -> None:
 
 
 def test_targets_name_their_values(results: dict) -> None:
-    rows = targets(results)
+    rows = results["targets"]
     names = [row["name"] for row in rows]
     assert len(names) == len(set(names)) >= 11
     assert {"real-time streams within 500 ms p95 partial latency", "Stream.accept per chunk over offline acoustic time"} <= set(names)
@@ -99,5 +112,5 @@ def test_synthetic_emissions_are_log_probabilities() -> None:
 
 
 def test_cli_rejects_unknown_section(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit):
-        main(["--tiny", "--sections", "nonsense", "--out", str(tmp_path)])
+    done = bench("--tiny", "--sections", "nonsense", "--out", str(tmp_path))
+    assert done.returncode == 2 and "nonsense" in done.stderr

@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from export.bench_models import BuiltBundle
+from bench.inputs import BuiltBundle
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 SECTIONS = ("acoustic", "overhead", "throughput", "decoders", "streaming", "memory", "punctuation")
 
 
@@ -128,7 +128,7 @@ class Context:
 
 
 def prepare(config: BenchConfig) -> Context:
-    from export.bench_models import wav2letter_bundle
+    from bench.inputs import wav2letter_bundle
 
     cache = config.out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
@@ -147,8 +147,8 @@ def prepare(config: BenchConfig) -> Context:
 
 
 def run_acoustic(ctx: Context) -> dict[str, Any]:
-    from export.bench_acoustic import cuda_available, measure_engines, measure_gpu
-    from export.bench_models import speechlike, torch_wav2letter, torch_wav2vec2, wav2vec2_bundle
+    from bench.acoustic import cuda_available, measure_engines, measure_gpu
+    from bench.inputs import speechlike, torch_wav2letter, torch_wav2vec2, wav2vec2_bundle
 
     c = ctx.config
     samples = speechlike(c.audio_seconds, seed=1)
@@ -168,8 +168,8 @@ def run_acoustic(ctx: Context) -> dict[str, Any]:
 
 
 def run_decoders(ctx: Context) -> dict[str, Any]:
-    from export.bench_decoders import measure_decoders, pyctcdecode_python
-    from export.bench_models import ngram_files, reference_sentences, synthetic_emissions, txl_bundle
+    from bench.decoders import measure_decoders, pyctcdecode_python
+    from bench.inputs import ngram_files, reference_sentences, synthetic_emissions, txl_bundle
 
     c = ctx.config
     corpus = c.corpus_dir / "lm_train.txt" if c.corpus_dir else None
@@ -184,7 +184,7 @@ def run_decoders(ctx: Context) -> dict[str, Any]:
 
 
 def run_punctuation(ctx: Context) -> dict[str, Any]:
-    from export.bench_punctuation import measure_punctuation
+    from bench.punctuation import measure_punctuation
 
     c = ctx.config
     _say("punctuation: the tagger against the acoustic model, per second of audio")
@@ -193,8 +193,8 @@ def run_punctuation(ctx: Context) -> dict[str, Any]:
 
 def run_servers(ctx: Context, results: dict[str, Any]) -> None:
     """Sections 2, 3, 5 and 6: they share the server processes."""
-    from export.bench_models import corpus_speech, speechlike
-    from export.bench_server import (
+    from bench.inputs import corpus_speech, speechlike
+    from bench.server import (
         local_recognizer,
         measure_accept,
         measure_memory,
@@ -246,7 +246,7 @@ def run_servers(ctx: Context, results: dict[str, Any]) -> None:
 
 def run(config: BenchConfig) -> dict[str, Any]:
     """Measure the chosen sections; write `bench.json` and `bench.png` under `config.out`; return the results."""
-    from export.bench_report import plot, table, targets
+    from bench.report import plot, table, targets
 
     started = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
