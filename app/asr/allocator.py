@@ -6,7 +6,8 @@ its own heap arena (up to 8 per core), and memory freed in one stays there for t
 next allocations; long and short requests alternating over several threads then keep far more
 resident than any moment needs. `configure()` caps the arenas at `ARENA_MAX` unless the
 environment sets `MALLOC_ARENA_MAX` (glibc reads it at start). Elsewhere than glibc it does
-nothing. ONNX Runtime's own arena is bounded in `app.asr.runtime` (`SHRINK_FROM_SAMPLES`).
+nothing. ONNX Runtime's own arena is bounded in `app.asr.runtime` (`SHRINK_FROM_SAMPLES`), and
+`trim()` returns the pages a long input's buffers leave free inside the heaps.
 """
 
 from __future__ import annotations
@@ -52,6 +53,26 @@ def _mallopt(settings: dict[str, tuple[int, int]]) -> dict[str, int]:
         else:
             log.warning("mallopt(%d, %d) failed; resident memory may grow", parameter, value)
     return applied
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def trim() -> None:
+    """Return the free pages inside glibc's heaps to the system (`malloc_trim(0)`), where glibc.
+
+    Freed blocks in the middle of a heap stay resident until reused; after a long input's
+    buffers are freed (`app.asr.runtime.SHRINK_FROM_SAMPLES`) they are most of the heap, and
+    holding them makes resident memory creep up with the mix of lengths. A trim takes a few
+    milliseconds; it costs a long run about nothing (measured in docs/reliability.md)."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            return
+    if hasattr(_libc, "malloc_trim") and hasattr(_libc, "gnu_get_libc_version"):
+        _libc.malloc_trim(0)
 
 
 def resident_mb() -> float:

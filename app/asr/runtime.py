@@ -65,7 +65,8 @@ def session_options(*, threads: int) -> ort.SessionOptions:
 # precision, over a gigabyte in all) and keeps them. A run on an input of at least this many
 # samples (5 s at 16 kHz) therefore shrinks the arena when it ends, and such runs take turns on
 # their session: a shrink frees only regions no run is using, so two long runs overlapping
-# would keep each other's memory. Shorter runs and stream chunks keep reusing what they need.
+# would keep each other's memory. The C heap's free pages are then returned too
+# (`allocator.trim`). Shorter runs and stream chunks keep reusing what they need.
 # Measured in docs/reliability.md ("Memory").
 SHRINK_FROM_SAMPLES = 80_000
 
@@ -134,6 +135,7 @@ class AcousticModel:
         if batch.size >= SHRINK_FROM_SAMPLES:
             with self.long_runs:
                 out = self.session.run([self.output_name], feeds, shrinking_run_options())[0]
+                allocator.trim()
         else:
             out = self.session.run([self.output_name], feeds)[0]
         if not np.isfinite(out).all():
