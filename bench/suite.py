@@ -300,12 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--pyctcdecode-python", type=Path, help="interpreter of a virtualenv with pyctcdecode (default: .bench-venv/bin/python)")
     parser.add_argument("--corpus-dir", type=Path, help="corpus with lm_train.txt and lm_heldout.txt (default data/corpus40)")
+    parser.add_argument("--memory-requests", type=int, help="requests of the memory section (default 1000; its figure compares request N/6 with N)")
+    parser.add_argument("--memory-clip-seconds", type=float, help="the longest clip of the memory section's mix (default 30)")
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {"out": args.out, "models_dir": args.models_dir, "pyctcdecode_python": args.pyctcdecode_python}
     if args.sections:
         overrides["sections"] = tuple(s.strip() for s in args.sections.split(",") if s.strip())
     if args.corpus_dir:
         overrides["corpus_dir"] = args.corpus_dir
+    if args.memory_requests:
+        overrides["memory_requests"] = args.memory_requests
+    if args.memory_clip_seconds:
+        overrides["memory_clip_seconds"] = args.memory_clip_seconds
     try:
         config = preset("tiny" if args.tiny else "quick" if args.quick else "full", **overrides)
     except ValueError as e:
