@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from app.asr.decoders import BeamOptions, beam_search, ctc_segments
+from app.asr.kenlm_binary import load_lm
 from app.asr.lexicon import Lexicon
 from app.asr.manifest import DecodingDefaults
 from app.asr.metrics import error_rates
-from app.asr.ngram import NgramLM
 from app.asr.rescoring import TransformerXLScorer, rescore
 from bench.inputs import BuiltBundle, EmissionSet
 
@@ -52,10 +52,10 @@ def our_decoders(emissions: EmissionSet, *, arpa: Path, lexicon_path: Path, txl:
     blank = table.blank_id
     assert blank is not None
     defaults = DecodingDefaults()
-    started = time.perf_counter()
-    lm = NgramLM.from_arpa(arpa)
-    lm_load = time.perf_counter() - started
     lexicon = Lexicon.from_file(lexicon_path, word_separator=table.word_separator)
+    started = time.perf_counter()
+    lm = load_lm(arpa, words=lexicon.words)  # ARPA (read in Python) or a KenLM binary (the shipped default)
+    lm_load = time.perf_counter() - started
     scorer = TransformerXLScorer.from_bundle(txl.directory, txl.manifest, threads=threads)
     # pyctcdecode's default pruning (beam_prune_logp -10, token_min_logp -5) for every beam run, so both prune alike; words kept to
     # the lexicon (the fast engine's case); `+oov` rows let words outside it in (the Python engine's case).
@@ -115,7 +115,7 @@ def pyctcdecode_runs(python: Path, emissions: EmissionSet, *, arpa: Path, lexico
     """Run `bench/pyctcdecode.py` under `python` on the same emissions; WER added here."""
     defaults = DecodingDefaults()
     labels = ["" if t == emissions.tokens.blank else " " if t == emissions.tokens.word_separator else t for t in emissions.tokens.tokens]
-    unigrams = [line.split("\t", 1)[0] for line in lexicon_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    unigrams = list(Lexicon.from_file(lexicon_path, word_separator=emissions.tokens.word_separator).words)
     runs = [{"name": f"beam{w}", "beam": w, "lm": False} for w in widths] + [{"name": f"beam{w}+lm", "beam": w, "lm": True} for w in lm_widths]
     with tempfile.TemporaryDirectory() as work:
         npz, job = Path(work) / "emissions.npz", Path(work) / "job.json"

@@ -14,11 +14,14 @@ words, in the spirit of the context graphs of k2/icefall/sherpa: see `HotwordGra
 Lexicon file format (written by `models.lm.build`, also wav2letter's): one entry per line,
 `word<TAB>spelling`, the spelling being the word's letters separated by spaces, optionally
 ending with the word separator `|`: `hello\th e l l o |`. A word may have several lines
-(several spellings); the first line wins where two words share a spelling.
+(several spellings); the first line wins where two words share a spelling. A file whose
+name ends in `.gz` is read through gzip (the shipped 100k-word lexicon is 2.6 MB plain, 0.9 MB
+compressed).
 """
 
 from __future__ import annotations
 
+import gzip
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -75,7 +78,8 @@ class Lexicon:
     @classmethod
     def from_file(cls, path: str | Path, *, word_separator: str = "|") -> Lexicon:
         entries: list[tuple[str, tuple[str, ...]]] = []
-        with open(path, encoding="utf-8") as f:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
             for number, line in enumerate(f, start=1):
                 parts = line.split()
                 if not parts:

@@ -1,7 +1,7 @@
 """The n-gram LM's text, word counts and lexicons, from every file of the shared text folder.
 
     python -m models.lm.corpus prepare --text ../shared/data/text --out runs/lm
-    python -m models.lm.corpus lexicon --counts runs/lm/word_counts.tsv --size 100000 --out runs/lm/lexicon.txt
+    python -m models.lm.corpus lexicon --counts runs/lm/word_counts.tsv --size 100000 --out runs/lm/lexicon.txt.gz
     python -m models.lm.corpus oov --counts runs/lm/word_counts.tsv --sizes 25000 50000 100000 \
         --manifest ../shared/data/real_dev_lj/manifest.jsonl
 
@@ -175,6 +175,11 @@ def read_manifest_texts(path: Path) -> list[str]:
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:
+    """One line each; gzip-compressed when the name ends in `.gz` (reproducibly: no name or time in the header)."""
+    if path.suffix == ".gz":
+        with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as packed:
+            packed.write("".join(line + "\n" for line in lines).encode("utf-8"))
+        return
     with open(path, "w", encoding="utf-8") as f:
         for line in lines:
             f.write(line + "\n")

@@ -52,6 +52,12 @@ def test_lexicon_sizes_are_prefixes_and_readable(tmp_path: Path) -> None:
     assert path.read_text().splitlines()[0] == "the\tt h e |"
     lexicon = Lexicon.from_file(path)
     assert [w for w, _ in lexicon.entries] == ["the", "a", "b"]
+    packed = tmp_path / "lexicon.txt.gz"
+    corpus.write_lines(packed, lexicon_lines(w for w, _ in counts[:3]))
+    assert gzip.decompress(packed.read_bytes()).decode() == path.read_text()
+    corpus.write_lines(tmp_path / "again.txt.gz", lexicon_lines(w for w, _ in counts[:3]))
+    assert (tmp_path / "again.txt.gz").read_bytes() == packed.read_bytes()  # no time stamp in the header
+    assert Lexicon.from_file(packed).entries == lexicon.entries
 
 
 def test_oov_rates() -> None:
