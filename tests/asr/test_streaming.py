@@ -84,6 +84,31 @@ def test_endpointing_cuts_at_silence(recognizer: Recognizer) -> None:
     assert finals[-1].end == pytest.approx(len(audio) / 16000, abs=0.05)
 
 
+@pytest.mark.parametrize("decoder", ["greedy", "beam"])
+def test_finals_equal_offline_decoding_of_their_segments(recognizer: Recognizer, decoder: str) -> None:
+    """When endpointing cuts a recording, each final is the offline decoding of its own span of
+    the offline emissions: streamed and offline WER differ by the segmentation and nothing else
+    (scripts/stream_vs_offline.py measures that gap on the dev sets)."""
+    bundle = recognizer.bundle("tiny-asg")
+    acoustic = bundle.models["fp32"]
+    options = DecodeOptions(decoder=decoder, vtln=False)
+    stream = Stream(recognizer, bundle, acoustic, options, StreamOptions(endpoint_silence=0.3, max_utterance=0.9, interim_results=False))
+    audio = speechlike(4.0, seed=6)
+    results = []
+    for start in range(0, len(audio), 2000):
+        results += stream.accept(audio[start : start + 2000])
+    results += stream.finish()
+    finals = [r for r in results if r.kind == "final"]
+    assert len(finals) >= 4
+    offline = acoustic.emissions(audio)
+    frame = acoustic.geometry.stride / bundle.manifest.sample_rate
+    for r in finals:
+        a, b = round(r.start / frame), round(r.end / frame)
+        alone = recognizer.decode(bundle, offline[a:b], options, duration=(b - a) * frame, frame_offset=a)
+        assert r.transcript is not None
+        assert (r.text, r.transcript.words) == (alone.text, alone.words)
+
+
 @pytest.mark.parametrize("cached", [True, False], ids=["cached", "windows"])
 @pytest.mark.parametrize("chunk_seconds", [0.2, 3.5])
 def test_max_utterance_holds_however_the_audio_is_sent(recognizer: Recognizer, chunk_seconds: float, cached: bool) -> None:
