@@ -100,7 +100,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"  ({next(iter(overhead.values()))['audio_seconds']:.1f} s audio, median of {next(iter(overhead.values()))['repeats']})")
     throughput = results.get("throughput")
     if throughput:
-        section(f"3. throughput, {throughput['audio_seconds']:.1f} s requests (req/s; latency p50/p95)")
+        served = f"{throughput['model']}, " if throughput.get("model") else ""
+        section(f"3. throughput, {served}{throughput['audio_seconds']:.1f} s requests (req/s; latency p50/p95)")
         names = list(throughput["runs"])
         lines.append(f"{'clients':>7}" + "".join(f"{n:>32}" for n in names) + f"{'gain':>7}")
         for i, clients in enumerate(throughput["levels"]):

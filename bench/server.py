@@ -173,7 +173,7 @@ def measure_throughput(servers: dict[str, Server], *, model: str, samples: np.nd
     body = wav_bytes(samples, rate)
     params = {"model": model, "decoder": "greedy"}
     audio = len(samples) / rate
-    result: dict[str, Any] = {"audio_seconds": audio, "seconds_per_level": seconds, "levels": list(levels), "runs": {name: [] for name in servers}}
+    result: dict[str, Any] = {"model": model, "audio_seconds": audio, "seconds_per_level": seconds, "levels": list(levels), "runs": {name: [] for name in servers}}
     for url in (s.url for s in servers.values()):  # warm-up
         asyncio.run(closed_loop(url, clients=2, body=body, params=params, seconds=0.5, max_requests=4))
     for clients in levels:

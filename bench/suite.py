@@ -52,6 +52,7 @@ class BenchConfig:
     throughput_audio_seconds: float = 2.0
     throughput_levels: tuple[int, ...] = (1, 4, 16, 64)
     throughput_seconds: float = 8.0  # per level and server
+    throughput_model: str | None = None  # the bundle section 3 sends requests to (default: the Wav2Letter bundle)
     max_requests: int = 5000  # per level, a bound on top of the time
     decoder_sentences: int = 25
     beam_widths: tuple[int, ...] = (1, 16, 64, 256)
@@ -223,8 +224,8 @@ def run_servers(ctx: Context, results: dict[str, Any]) -> None:
                                        for name, s in servers.items()}  # fmt: skip
             if "throughput" in wanted:
                 _say(f"throughput: {c.throughput_levels} clients, {c.throughput_seconds:g} s per level and server")
-                results["throughput"] = measure_throughput(servers, model=model, samples=speechlike(c.throughput_audio_seconds, seed=2), rate=rate,
-                                                           levels=c.throughput_levels, seconds=c.throughput_seconds, max_requests=c.max_requests)  # fmt: skip
+                results["throughput"] = measure_throughput(servers, model=c.throughput_model or model, samples=speechlike(c.throughput_audio_seconds, seed=2),
+                                                           rate=rate, levels=c.throughput_levels, seconds=c.throughput_seconds, max_requests=c.max_requests)  # fmt: skip
     if "streaming" in wanted:
         assert recognizer is not None
         _say(f"streaming: {c.stream_levels} real-time streams of {c.stream_seconds:g} s")
@@ -301,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pyctcdecode-python", type=Path, help="interpreter of a virtualenv with pyctcdecode (default: .bench-venv/bin/python)")
     parser.add_argument("--corpus-dir", type=Path, help="corpus with lm_train.txt and lm_heldout.txt (default data/corpus40)")
     parser.add_argument("--memory-requests", type=int, help="requests of the memory section (default 1000; its figure compares request N/6 with N)")
+    parser.add_argument("--throughput-model", help="bundle of the throughput section, served from --models-dir (default: the Wav2Letter bundle)")
     parser.add_argument("--memory-clip-seconds", type=float, help="the longest clip of the memory section's mix (default 30)")
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {"out": args.out, "models_dir": args.models_dir, "pyctcdecode_python": args.pyctcdecode_python}
@@ -312,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["memory_requests"] = args.memory_requests
     if args.memory_clip_seconds:
         overrides["memory_clip_seconds"] = args.memory_clip_seconds
+    if args.throughput_model:
+        overrides["throughput_model"] = args.throughput_model
     try:
         config = preset("tiny" if args.tiny else "quick" if args.quick else "full", **overrides)
     except ValueError as e:

@@ -4,10 +4,11 @@ Only the acoustic model call is batched: the emissions of each request then go t
 recognizer's own decoding step (`Recognizer.finish`), the same one the command-line tools run.
 
 Requests wait at most `max_wait_ms` for company, then the queue is cut into batches of
-similar length (so padding stays small) of at most `max_batch`. Only exact-context bundles
-batch (their frames never see the padding, so a batched result equals a single one); long
-inputs, which are windowed anyway, and attention models run on their own. Every call runs
-in the inference thread pool, never on the event loop.
+similar length (so padding stays small) of at most `max_batch`: exact-context bundles pad
+(their frames never see the padding, so a batched result equals a single one), attention
+models (no attention mask in the graph) share a call only between inputs of one length. Long
+inputs, which are windowed anyway, run on their own. On the CPU nothing batches (`pays`).
+Every call runs in the inference thread pool, never on the event loop.
 """
 
 from __future__ import annotations
@@ -73,14 +74,16 @@ class InferenceEngine:
         return self.max_batch > 1
 
     def pays(self, model: AcousticModel) -> bool:
-        """Whether `model`'s calls are batched: only where batching gains throughput.
+        """Whether `model`'s calls are batched: only where batching gains throughput, which on the
+        CPU is nowhere (measured in `docs/benchmarks.md`, "Batching").
 
-        Exact-context (convolutional) models batch exactly, but on the CPU they gain nothing:
-        ONNX Runtime runs each row of a batched convolution as its own GEMM, so a batch costs the
-        sum of its rows plus the padding, and `asr-bench` measured batching at 0.82x the throughput
-        of none at 16 clients on 2 cores. On a GPU they batch. Attention models (wav2vec 2.0) would
-        need attention masks to batch without changing their output, so they never do."""
-        return self.batching and model.geometry.exact and (model.on_gpu or self.batch_on_cpu)
+        A convolution in ONNX Runtime runs each row of a batch as its own GEMM, so a batch of a
+        convolutional model costs the sum of its rows plus the padding: 0.82x the throughput of
+        no batching at 16 clients on 2 cores. wav2vec 2.0 graphs have no attention mask, so they
+        batch only requests of one length (`AcousticModel.emissions_batch`); even then, on the CPU
+        a batch costs what its rows cost one by one (0.98-1.03x with two workers, wav2vec2-small).
+        On a GPU both batch."""
+        return self.batching and (model.on_gpu or self.batch_on_cpu)
 
     async def emissions(self, model: AcousticModel, samples: np.ndarray) -> np.ndarray:
         loop = asyncio.get_running_loop()
@@ -129,7 +132,7 @@ class InferenceEngine:
                     await asyncio.sleep(0.0005)
             taken = sorted(lane.queue[: self.max_batch * 4], key=lambda p: len(p.samples))
             del lane.queue[: len(taken)]
-            first, *rest = _buckets(taken, self.max_batch)
+            first, *rest = _buckets(taken, self.max_batch, LENGTH_RATIO if model.geometry.exact else 1.0)
             lane.queue[:0] = [p for bucket in rest for p in bucket]
             lane.in_flight += 1
             task = asyncio.create_task(self._run(lane, model, first))
@@ -154,11 +157,11 @@ class InferenceEngine:
                 p.future.set_result(r)
 
 
-def _buckets(items: list[_Pending], max_batch: int) -> list[list[_Pending]]:
-    """Split length-sorted items into batches of similar length."""
+def _buckets(items: list[_Pending], max_batch: int, ratio: float = LENGTH_RATIO) -> list[list[_Pending]]:
+    """Split length-sorted items into batches whose longest input is at most `ratio` times the shortest."""
     out: list[list[_Pending]] = []
     for item in items:
-        if out and len(out[-1]) < max_batch and len(item.samples) <= LENGTH_RATIO * max(len(out[-1][0].samples), 1):
+        if out and len(out[-1]) < max_batch and len(item.samples) <= ratio * max(len(out[-1][0].samples), 1):
             out[-1].append(item)
         else:
             out.append([item])

@@ -174,16 +174,28 @@ class AcousticModel:
         return out[first - lo : first - lo + (last - first)]
 
     def emissions_batch(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:
-        """Emissions of several waveforms in one call, right-padded with zeros.
+        """Emissions of several waveforms in as few calls as stay exact; each equals `emissions(w)`.
 
-        Only exact-context bundles batch: their frames never see the padding, so results
-        equal single calls. Others (and long inputs) fall back to one call each.
+        Exact-context bundles batch right-padded with zeros: their frames never see the padding.
+        Full-context graphs (wav2vec 2.0, exported without an attention mask) would attend to it,
+        so they batch only waveforms of the same length, whose rows hold no padding at all; a
+        length seen once runs alone. Long inputs, which are windowed, run one by one.
         """
-        if len(waveforms) == 1 or not self.geometry.exact:
+        if len(waveforms) == 1:
             return [self.emissions(w) for w in waveforms]
         padded = [self.pad(w) for w in waveforms]
         if max(self.geometry.frames(len(p)) for p in padded) > self.window_frames:
             return [self.emissions(w) for w in waveforms]
+        if not self.geometry.exact:
+            groups: dict[int, list[int]] = {}
+            for i, p in enumerate(padded):
+                groups.setdefault(len(p), []).append(i)
+            results: list[np.ndarray] = [np.zeros(0, np.float32)] * len(padded)
+            for rows in groups.values():
+                out = self.run(np.stack([padded[i] for i in rows]))
+                for j, i in enumerate(rows):
+                    results[i] = out[j]
+            return results
         width = max(len(p) for p in padded)
         batch = np.zeros((len(padded), width), np.float32)
         for i, p in enumerate(padded):
