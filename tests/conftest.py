@@ -1,7 +1,25 @@
-"""Session-wide fixtures: tiny ASG and CTC Wav2Letter bundles exported through the real export step."""
+"""Session-wide fixtures (tiny ASG and CTC Wav2Letter bundles exported through the real export step),
+the test tiers, and `--without-torch`.
+
+Tiers (markers registered in pyproject.toml; docs/testing.md says what each holds):
+- `unit`: in-process and quick: no server subprocess, no model training, no browser, no container tools.
+- `integration`: a real server subprocess on 127.0.0.1, or a tiny model trained for a few steps.
+- `slow`: load, soak and fuzz runs, exports of whole models, the benchmark suite, the shipped bundles.
+- `browser`: a headless Chromium through Selenium.
+- `container`: the Dockerfile, compose file, Kubernetes manifests, entrypoint and image.
+
+Every test gets exactly one tier: an explicit `@pytest.mark.<tier>` wins, then `TIER_BY_PATH`
+(the longest matching prefix of the path under tests/), then `TIER_BY_FIXTURE`, else `unit`.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.abc
+import json
+import os
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +30,162 @@ from app.config import Settings
 from app.main import create_app
 from tests.helpers import build_tiny_bundles
 
+ROOT = Path(__file__).resolve().parents[1]
+TIERS = ("unit", "integration", "slow", "browser", "container")
+
+TIER_BY_PATH = {
+    "deploy/": "container",
+    "api/test_browser.py": "browser",
+    "reliability/": "integration",
+    "reliability/test_load.py": "slow",
+    "reliability/test_soak.py": "slow",
+    "reliability/test_fuzz_api.py": "slow",
+    "reliability/test_fuzz_audio.py": "slow",
+    "reliability/test_regressions.py": "unit",  # replays saved inputs in process
+    "reliability/test_schema.py": "slow",
+    "bench/": "slow",
+    "export/": "slow",
+    "export/test_bundle_files.py": "unit",
+    "test_default_bundles.py": "slow",
+    "models/test_txl_train.py": "integration",
+    "models/test_punctuation_train.py": "integration",
+    "models/test_wav2vec2.py": "slow",
+    "models/test_kokoro.py": "integration",
+    "models/test_lm_corpus.py": "integration",
+    "models/test_corpus.py": "integration",
+    "asr/test_memory.py": "integration",
+    "test_cli.py": "integration",
+}
+TIER_BY_FIXTURE = {
+    "live_server": "integration",  # a server subprocess
+    "punctuation_bundle": "integration",  # a tagger trained for a few steps
+}
+
+# What `--without-torch` hides: the `export` and `train` extras, as in an install of the server alone.
+TORCH_PACKAGES = frozenset({"torch", "torchaudio", "transformers", "onnx", "onnxscript", "onnxconverter_common"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--without-torch", action="store_true",
+                     help="make torch, torchaudio, transformers and onnx unimportable, as in a server-only install; "
+                          "tests that need them skip (try: pytest -m unit --without-torch)")  # fmt: skip
+
+
+class _BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+        if fullname.partition(".")[0] in TORCH_PACKAGES:
+            raise ModuleNotFoundError(f"No module named {fullname!r} (hidden by --without-torch)", name=fullname)
+        return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--without-torch"):
+        loaded = sorted(m for m in sys.modules if m.partition(".")[0] in TORCH_PACKAGES)
+        if loaded:
+            raise pytest.UsageError(f"--without-torch: already imported before the tests start: {loaded}")
+        sys.meta_path.insert(0, _BlockTorch())
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def tier_of(item: pytest.Item) -> str:
+    explicit = [m.name for m in item.iter_markers() if m.name in TIERS]
+    if explicit:
+        return explicit[0]
+    relative = Path(str(item.path)).resolve().relative_to(ROOT / "tests").as_posix()
+    prefixes = [p for p in TIER_BY_PATH if relative == p or (p.endswith("/") and relative.startswith(p))]
+    if prefixes:
+        return TIER_BY_PATH[max(prefixes, key=len)]
+    fixtures = getattr(item, "fixturenames", ())
+    return next((tier for fixture, tier in TIER_BY_FIXTURE.items() if fixture in fixtures), "unit")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(item)
+        if not any(m.name == tier for m in item.iter_markers()):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """Under `--without-torch`, a test module that imports torch is skipped with the reason, not an error."""
+    report = yield
+    if report.failed and collector.config.getoption("--without-torch") and "hidden by --without-torch" in str(report.longrepr):
+        report.outcome = "skipped"
+        report.longrepr = (str(collector.path), 0, "Skipped: imports a package of the export/train extras (--without-torch)")
+    return report
+
+
+# --- the tiny bundles --------------------------------------------------------------------------------
+# Exported once from torch models and kept in pytest's cache (.pytest_cache/d/tiny-bundles) while
+# the sources that build them are unchanged; each session works on its own copy. So the unit tier
+# does not pay for the export on every run, and a server-only install (no torch) can run the tests
+# that need bundles once a torch install has built them. `pytest --cache-clear` rebuilds them.
+BUNDLE_SOURCES = ("app/asr", "export", "models", "tests/helpers.py")
+
+
+def _sources_digest() -> str:
+    digest = hashlib.sha256()
+    for source in BUNDLE_SOURCES:
+        path = ROOT / source
+        for file in sorted([path] if path.is_file() else path.rglob("*.py")):
+            digest.update(file.relative_to(ROOT).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _cached_bundles(config: pytest.Config) -> Path | None:
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
+    if cache is None:
+        return None
+    entry = cache.mkdir("tiny-bundles") / "current"
+    try:
+        stamp = json.loads((entry / "sources.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return entry / "models" if stamp.get("sha256") == _sources_digest() else None
+
+
+def _store_bundles(config: pytest.Config, built: Path, digest: str) -> None:
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return
+    base = cache.mkdir("tiny-bundles")
+    stage = base / f"stage-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    shutil.copytree(built, stage / "models")
+    (stage / "sources.json").write_text(json.dumps({"sha256": digest}))
+    shutil.rmtree(base / "current", ignore_errors=True)
+    try:
+        stage.rename(base / "current")
+    except OSError:  # another session stored its copy meanwhile
+        shutil.rmtree(stage, ignore_errors=True)
+
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_bundles(tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("checkpoints"))
+def models_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    cached = _cached_bundles(request.config)
+    if cached is not None:
+        try:
+            shutil.copytree(cached, root, dirs_exist_ok=True)
+            return root
+        except OSError:  # replaced by another session while copying: build our own
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+    if not torch_available():
+        pytest.skip("the tiny test bundles are exported from torch models: run the tests once with torch installed "
+                    "(the export extra) to build them into pytest's cache")  # fmt: skip
+    digest = _sources_digest()
+    build_tiny_bundles(root, tmp_path_factory.mktemp("checkpoints"))
+    _store_bundles(request.config, root, digest)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,7 @@
-"""Tiny models built in-process and exported to bundles; synthetic audio in any format."""
+"""Tiny models built in-process and exported to bundles; synthetic audio in any format.
+
+Importing this module needs no torch (the torch-free tests import its audio helpers); building
+the tiny bundles does."""
 
 from __future__ import annotations
 
@@ -8,15 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from app.asr.tokens import TokenTable, asg_letters, ctc_letters
-from models.asg import ASGLoss
-from models.wav2letter import Wav2Letter, Wav2LetterConfig
 
 
 def save_wav2letter_checkpoint(path: Path, *, criterion: str = "asg", channels: int = 32, depth: int = 2, kernel: int = 5, seed: int = 0) -> Path:
     """A random small Wav2Letter saved exactly the way `models.train.wav2letter` saves one."""
+    import torch
+
+    from models.asg import ASGLoss
+    from models.wav2letter import Wav2Letter, Wav2LetterConfig
+
     torch.manual_seed(seed)
     table = asg_letters() if criterion == "asg" else ctc_letters()
     config = Wav2LetterConfig.small(len(table), channels=channels, kernel=kernel, depth=depth, hidden=64)
@@ -80,6 +85,8 @@ def build_tiny_ngram(work: Path) -> tuple[Path, Path]:
 
 
 def save_txl_checkpoint(path: Path) -> Path:
+    import torch
+
     from app.asr.tokens import lm_letters
     from models.train.txl import save_checkpoint
     from models.transformer_xl import TransformerXL

@@ -21,6 +21,7 @@ from models.train.txl import TrainConfig, train
 from models.transformer_xl import TransformerXL, TransformerXLConfig
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.integration  # a Transformer-XL trained for a few seconds (the `trained` fixture)
 
 MEM_LEN = 32
 TEXTS = ["the red cat sat on the mat", "a dog", "", "the small dog ran", "x"]
@@ -184,6 +185,7 @@ def test_from_bundle_refuses_other_bundles(tmp_path: Path, trained: tuple[Transf
         TransformerXLScorer.from_bundle(tmp_path, dataclasses.replace(manifest, kind="acoustic"))
 
 
+@pytest.mark.unit
 def test_scorer_imports_no_torch() -> None:
     code = "import sys, app.asr.rescoring; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0

@@ -63,6 +63,7 @@ def test_output_frame_depends_only_on_its_receptive_field() -> None:
     torch.testing.assert_close(full[0], first[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.integration  # trains
 @pytest.mark.parametrize("criterion", ["asg", "ctc"])
 def test_training_recipe_loss_goes_down(tmp_path: Path, criterion: str) -> None:
     """A few steps on a handful of clips of real AN4 speech (or synthetic tones without it)."""
@@ -119,6 +120,7 @@ def test_warm_start_inherits_the_architecture_and_refuses_a_different_one(tmp_pa
         main([*common, "--out", str(tmp_path / "wrong"), "--channels", "32"])
 
 
+@pytest.mark.integration  # a whole export, then the runtime
 def test_torchaudio_wav2letter_exports_and_serves(tmp_path: Path) -> None:
     """A torchaudio Wav2Letter state dict through `asr-export`, then the server's runtime: same greedy output."""
     from app.asr.bundle import load_bundles
