@@ -65,7 +65,7 @@ def export_punctuation(checkpoint: Path, out: Path, *, name: str | None = None, 
     files = {"fp32": FP32_FILE}
     if int8:
         with quiet_root_logger():
-            quantize_int8(fp32, out / INT8_FILE, op_types=("MatMul", "Gemm", "Gather"))
+            quantize_int8(fp32, out / INT8_FILE, op_types=("Conv", "MatMul", "Gemm", "Gather"))
         parity["int8_label_agreement"] = check_int8(model, out / INT8_FILE, inputs)
         files = {"int8": INT8_FILE} | ({"fp32": FP32_FILE} if keep_fp32 else {})
         if not keep_fp32:
