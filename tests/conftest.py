@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.abc
+import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +30,6 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers import build_tiny_bundles
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "slow", "browser", "container")
@@ -88,10 +89,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def torch_available() -> bool:
     try:
-        import torch  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:  # hidden by --without-torch
         return False
-    return True
 
 
 def tier_of(item: pytest.Item) -> str:
@@ -125,19 +125,30 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 
 # --- the tiny bundles --------------------------------------------------------------------------------
 # Exported once from torch models and kept in pytest's cache (.pytest_cache/d/tiny-bundles) while
-# the sources that build them are unchanged; each session works on its own copy. So the unit tier
-# does not pay for the export on every run, and a server-only install (no torch) can run the tests
-# that need bundles once a torch install has built them. `pytest --cache-clear` rebuilds them.
-BUNDLE_SOURCES = ("app/asr", "export", "models", "tests/helpers.py")
+# the source files the export imported are unchanged; each session works on its own copy. So the
+# unit tier does not pay for the export on every run, and a server-only install (no torch) can run
+# the tests that need bundles once a torch install has built them. `pytest --cache-clear` rebuilds.
+# The export runs in a subprocess, so that its own imports say which files the bundles depend on.
+_BUILD = """import json, sys
+from pathlib import Path
+from tests.helpers import build_tiny_bundles
+build_tiny_bundles(Path(sys.argv[1]), Path(sys.argv[2]))
+print(json.dumps(sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)})))
+"""
 
 
-def _sources_digest() -> str:
-    digest = hashlib.sha256()
-    for source in BUNDLE_SOURCES:
-        path = ROOT / source
-        for file in sorted([path] if path.is_file() else path.rglob("*.py")):
-            digest.update(file.relative_to(ROOT).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
+def _hashes(files: list[str]) -> dict[str, str]:
+    return {f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest() for f in files if (ROOT / f).is_file()}
+
+
+def _build_bundles(root: Path, work: Path) -> dict[str, str]:
+    """Export the tiny bundles into `root`; the repository files the export imported, with their sha256."""
+    done = subprocess.run([sys.executable, "-c", _BUILD, str(root), str(work)], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the tiny bundles failed:\n{done.stderr[-3000:]}")
+    files = [Path(f).resolve() for f in json.loads(done.stdout.strip().splitlines()[-1])]
+    ours = [f.relative_to(ROOT).as_posix() for f in files if f.is_relative_to(ROOT) and f.relative_to(ROOT).parts[0] in ("app", "export", "models", "tests")]
+    return _hashes(ours)
 
 
 def _cached_bundles(config: pytest.Config) -> Path | None:
@@ -146,13 +157,13 @@ def _cached_bundles(config: pytest.Config) -> Path | None:
         return None
     entry = cache.mkdir("tiny-bundles") / "current"
     try:
-        stamp = json.loads((entry / "sources.json").read_text())
-    except (OSError, ValueError):
+        sources = json.loads((entry / "sources.json").read_text())["files"]
+    except (OSError, ValueError, KeyError):
         return None
-    return entry / "models" if stamp.get("sha256") == _sources_digest() else None
+    return entry / "models" if sources and _hashes(list(sources)) == sources else None
 
 
-def _store_bundles(config: pytest.Config, built: Path, digest: str) -> None:
+def _store_bundles(config: pytest.Config, built: Path, sources: dict[str, str]) -> None:
     cache = getattr(config, "cache", None)
     if cache is None:
         return
@@ -160,7 +171,7 @@ def _store_bundles(config: pytest.Config, built: Path, digest: str) -> None:
     stage = base / f"stage-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(built, stage / "models")
-    (stage / "sources.json").write_text(json.dumps({"sha256": digest}))
+    (stage / "sources.json").write_text(json.dumps({"files": sources}, indent=1))
     shutil.rmtree(base / "current", ignore_errors=True)
     try:
         stage.rename(base / "current")
@@ -182,9 +193,8 @@ def models_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     if not torch_available():
         pytest.skip("the tiny test bundles are exported from torch models: run the tests once with torch installed "
                     "(the export extra) to build them into pytest's cache")  # fmt: skip
-    digest = _sources_digest()
-    build_tiny_bundles(root, tmp_path_factory.mktemp("checkpoints"))
-    _store_bundles(request.config, root, digest)
+    sources = _build_bundles(root, tmp_path_factory.mktemp("checkpoints"))
+    _store_bundles(request.config, root, sources)
     return root
 
 
