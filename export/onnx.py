@@ -36,12 +36,9 @@ def export_acoustic_onnx(module: torch.nn.Module, path: Path, *, example_samples
 
 
 def run_onnx(path: Path, batch: np.ndarray, *, threads: int = 1) -> np.ndarray:
-    import onnxruntime as ort
+    from export.onnx_utils import cpu_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session = cpu_session(path, threads=threads)
     return session.run(None, {session.get_inputs()[0].name: batch.astype(np.float32)})[0]
 
 

@@ -15,15 +15,19 @@ from pathlib import Path
 import numpy as np
 
 
-def quantize_int8(source: Path, target: Path, *, exclude_first: int = 0, op_types: Sequence[str] = ("Conv", "MatMul", "Gemm")) -> Path:
-    """Dynamic int8 quantization of weights; the first `exclude_first` Conv/MatMul nodes stay float."""
-    import onnx
+def quantize_int8(source: Path, target: Path, *, exclude_first: int = 0,
+                  op_types: Sequence[str] | None = ("Conv", "MatMul", "Gemm")) -> Path:  # fmt: skip
+    """Dynamic int8 quantization of weights (activations stay float); the first `exclude_first` nodes of
+    `op_types` stay float. `op_types=None`: every op type ONNX Runtime quantizes dynamically."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = onnx.load(str(source))
-    candidates = [node.name for node in model.graph.node if node.op_type in op_types]
-    exclude = candidates[:exclude_first]
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+    exclude: list[str] = []
+    if exclude_first:
+        import onnx
+
+        assert op_types is not None, "exclude_first counts nodes of the op_types given"
+        exclude = [node.name for node in onnx.load(str(source)).graph.node if node.op_type in op_types][:exclude_first]
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types) if op_types else None,
                      nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True})
     return target
 

@@ -24,9 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from app.asr.manifest import Manifest, file_entry
+from app.asr.numerics import log_softmax
 from app.asr.tokens import EOS, encode_sentences, lm_letters
 from export import EXPORTER_VERSION
-from export.onnx_utils import ParityError, cpu_session, quantize_int8, relative_error
+from export.onnx_utils import ParityError, cpu_session, relative_error
+from export.quantize import quantize_int8, quiet_root_logger
 from models.transformer_xl import TransformerXL, checkpoint_model
 
 FP32_FILE = "transformer_xl.fp32.onnx"
@@ -94,16 +96,11 @@ def check_int8(fp32: Path, int8: Path, *, n_layer: int, d_model: int) -> dict[st
         agree += int((reference.argmax(-1) == quantized.argmax(-1)).sum())
         count += reference.shape[1]
         targets = ids[0, 1:]
-        logprobs = [_log_softmax(x[0])[np.arange(len(targets)), targets] for x in (reference, quantized)]
+        logprobs = [log_softmax(x[0])[np.arange(len(targets)), targets] for x in (reference, quantized)]
         diffs.append(np.abs(logprobs[0] - logprobs[1]))
     results["top1_agreement"] = agree / count
     results["mean_abs_logprob_diff_per_char"] = float(np.concatenate(diffs).mean())
     return results
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def export_onnx(wrapper: ExportableTransformerXL, path: Path) -> None:
@@ -155,7 +152,8 @@ def export_transformer_xl(checkpoint: Path, out: Path, *, int8: bool = False) ->
         raise ParityError(f"ONNX graph differs from PyTorch: {parity['fp32']}")
     files = {"fp32": file_entry(out, FP32_FILE)}
     if int8:
-        quantize_int8(out / FP32_FILE, out / INT8_FILE)
+        with quiet_root_logger():
+            quantize_int8(out / FP32_FILE, out / INT8_FILE, op_types=None)
         parity["int8"] = check_int8(out / FP32_FILE, out / INT8_FILE, n_layer=config.n_layer, d_model=config.d_model)
         print(
             f"int8 against fp32: max relative error {parity['int8']['max_relative_error']:.2e}, "

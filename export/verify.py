@@ -17,12 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 from export.onnx import run_onnx
+from export.onnx_utils import ParityError, relative_error
 
 FP32_TOLERANCE = 1e-4
-
-
-class ParityError(RuntimeError):
-    """The exported graph does not reproduce the source model."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float,
     if reference.shape != candidate.shape:
         raise ParityError(f"shape mismatch: reference {reference.shape}, exported {candidate.shape}")
     abs_err = float(np.abs(reference - candidate).max()) if reference.size else 0.0
-    rel_err = abs_err / max(float(np.abs(reference).max()) if reference.size else 0.0, 1e-12)
+    rel_err = relative_error(candidate, reference)
     agree = float((reference.argmax(-1) == candidate.argmax(-1)).mean()) if reference.size else 1.0
     return rel_err, abs_err, agree
 

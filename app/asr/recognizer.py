@@ -39,6 +39,7 @@ from app.asr.decoders import Hypothesis, asg_segments, beam_search, ctc_segments
 from app.asr.errors import InvalidOption, UnknownModel
 from app.asr.kenlm_binary import load_lm
 from app.asr.lexicon import Lexicon
+from app.asr.numerics import log_softmax
 from app.asr.options import DecodeOptions, ResolvedOptions, resolve
 from app.asr.punctuation import present
 from app.asr.rescoring import TransformerXLScorer, rescore
@@ -230,11 +231,16 @@ class Recognizer:
                 flashlight.engine_for(bundle.manifest.tokens, lexicon, lm)  # KenLM and the C++ trie, for the fast beam engine
 
 
+def quiet_frames(emissions: np.ndarray, table: TokenTable) -> np.ndarray:
+    """bool `[T]`: the frames of `emissions` `[T, V]` whose best token is the blank or the word separator
+    (no letter is said there). Long files are cut, and streams find their endpoints, in runs of them."""
+    return np.isin(emissions.argmax(axis=1), [i for i in (table.blank_id, table.separator_id) if i is not None])
+
+
 def pause_segments(emissions: np.ndarray, bundle: AcousticBundle, *, max_frames: int) -> list[tuple[int, int]]:
     """Cut `[0, T)` into pieces of at most `max_frames`, each ending in the middle of the longest
-    run of blank/separator frames available in its second half (a pause between words)."""
-    table = bundle.manifest.tokens
-    quiet = np.isin(emissions.argmax(axis=1), [i for i in (table.blank_id, table.separator_id) if i is not None])
+    run of quiet frames available in its second half (a pause between words)."""
+    quiet = quiet_frames(emissions, bundle.manifest.tokens)
     pieces, start, total = [], 0, len(emissions)
     while total - start > max_frames:
         lo, hi = start + max_frames // 2, start + max_frames
@@ -273,11 +279,6 @@ def greedy_hypothesis(emissions: np.ndarray, bundle: AcousticBundle) -> Hypothes
 
 def _resolved(options: DecodeOptions | ResolvedOptions, bundle: AcousticBundle) -> ResolvedOptions:
     return options if isinstance(options, ResolvedOptions) else resolve(options, bundle)
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    shifted = x - x.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def align_words(segments: Segments, emissions: np.ndarray, bundle: AcousticBundle, *, frame_offset: int = 0) -> list[Word]:

@@ -34,6 +34,7 @@ import onnxruntime as ort
 
 from app.asr.decoders.types import Hypothesis
 from app.asr.manifest import Manifest, ManifestError
+from app.asr.numerics import log_softmax
 from app.asr.runtime import create_session, select_providers
 from app.asr.tokens import EOS, TokenTable, encode_sentences
 
@@ -118,7 +119,7 @@ class TransformerXLScorer:
         memory = self._batch_mems(mems, B)  # [L, B, M, d]
 
         logits, hiddens = self.session.run(["logits", "hiddens"], {"tokens": inputs, "mems_in": memory})
-        logprobs = _log_softmax(logits)  # [B, T, V]
+        logprobs = log_softmax(logits)  # [B, T, V]
         picked = np.take_along_axis(logprobs, targets[:, :, None], axis=2)[:, :, 0]  # [B, T]
         real = np.arange(T)[None, :] < lengths[:, None]  # [B, T]
         totals = np.where(real, picked, 0.0).astype(np.float64).sum(axis=1)
@@ -145,11 +146,6 @@ class TransformerXLScorer:
             )
         shape = (self.n_layer, batch_size, mems.shape[2], self.d_model)
         return np.ascontiguousarray(np.broadcast_to(mems, shape), dtype=np.float32)
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import numpy as np
 from app.asr.bundle import AcousticBundle
 from app.asr.options import DecodeOptions, resolve
 from app.asr.partial import BestPath
-from app.asr.recognizer import Recognizer, Transcript
+from app.asr.recognizer import Recognizer, Transcript, quiet_frames
 from app.asr.runtime import AcousticModel
 from app.asr.stream_graph import ChunkRequest, GraphState
 
@@ -87,7 +87,6 @@ class Stream:
         self.left_context = 0 if geometry.exact else self.stream_options.left_context
         self.right_context = 0 if geometry.exact else self.stream_options.right_context
         self.best_path = BestPath(self.bundle)  # the partial text's path, extended as frames come
-        self.quiet_tokens = np.array(self._quiet_tokens(), dtype=np.int64)
         self.last_loud = -1  # utterance frame index of the last frame that is neither blank nor separator
         self.graph = self.model.streaming if self.stream_options.cached else None  # the cached path, when the bundle's graph has one
         self.graph_state: GraphState | None = self.graph.new_state() if self.graph is not None else None
@@ -181,7 +180,7 @@ class Stream:
         return [StreamResult("partial", text, start=self.utterance_start * self.frame_seconds)]
 
     def _commit(self, frames: np.ndarray) -> None:
-        loud = np.flatnonzero(~np.isin(frames.argmax(axis=1), self.quiet_tokens))
+        loud = np.flatnonzero(~quiet_frames(frames, self.bundle.manifest.tokens))
         if len(loud):
             self.last_loud = self.utterance_frames + int(loud[-1])
         self.best_path.extend(frames)
@@ -228,10 +227,6 @@ class Stream:
     @property
     def _max_utterance_frames(self) -> int:
         return max(math.ceil(self.stream_options.max_utterance / self.frame_seconds - 1e-6), 1)
-
-    def _quiet_tokens(self) -> list[int]:
-        table = self.bundle.manifest.tokens
-        return [i for i in (table.blank_id, table.separator_id) if i is not None]
 
     def _greedy_text(self) -> str:
         return self.bundle.manifest.tokens.decode(self.best_path.tokens())

