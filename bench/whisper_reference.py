@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from app.asr.text import normalize_text, spell_number
+from models.train.manifest import read_manifest
 
 MODEL_NAME = "whisper-tiny.en"
 SAMPLE_RATE = 16000
@@ -132,11 +133,6 @@ class Scored:
     seconds: float  # audio length
 
 
-def read_rows(manifest: Path, limit: int | None) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return rows[:limit]
-
-
 def evaluate(manifest: Path, *, limit: int | None = None, threads: int = 0) -> tuple[list[Scored], float]:
     """Transcribe and normalise every row; returns the scored rows and the wall time spent."""
     from tqdm import tqdm
@@ -146,10 +142,8 @@ def evaluate(manifest: Path, *, limit: int | None = None, threads: int = 0) -> t
     model = load_whisper(threads=threads)
     scored: list[Scored] = []
     started = time.perf_counter()
-    for row in tqdm(read_rows(manifest, limit), desc="whisper", file=sys.stderr, mininterval=2):
-        path = Path(row["audio"])
-        path = path if path.is_absolute() else manifest.parent / path
-        audio = decode_audio(path.read_bytes(), sample_rate=SAMPLE_RATE, max_seconds=24 * 3600)
+    for row in tqdm(read_manifest(manifest, limit=limit), desc="whisper", file=sys.stderr, mininterval=2):
+        audio = decode_audio(Path(row["audio"]).read_bytes(), sample_rate=SAMPLE_RATE, max_seconds=24 * 3600)
         raw = transcribe(model, audio.samples)
         scored.append(Scored(normalize_text(row["text"]), normalize_whisper(raw), raw, len(audio.samples) / SAMPLE_RATE))
     return scored, time.perf_counter() - started

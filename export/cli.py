@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             calibration = None
             if args.calibrate:
                 from app.asr.audio import decode_audio
+                from models.train.manifest import read_manifest
 
-                rows = [json.loads(line) for line in args.calibrate.read_text().splitlines() if line.strip()][: args.calibrate_count]
+                rows = read_manifest(args.calibrate, limit=args.calibrate_count)
                 calibration = [decode_audio(Path(r["audio"]).read_bytes(), sample_rate=16000, max_seconds=60).samples for r in rows]
             manifest = export_wav2letter(args.checkpoint, args.out, name=args.name, int8=int8, torchaudio_tokens=args.torchaudio_tokens,
                                          blank=args.blank, decoding=decoding, calibration=calibration)

@@ -12,7 +12,6 @@ override.
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from app.asr.recognizer import Recognizer
 from app.asr.rescoring import count_words
 from app.asr.runtime import select_providers
 from app.asr.text import normalize_text
+from models.train.manifest import read_manifest
 
 LM_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0)
@@ -57,7 +57,7 @@ def load_recognizer(bundle_dir: Path, txl_dir: Path | None) -> Recognizer:
 def tune(bundle_dir: Path, dev: Path, *, txl_dir: Path | None = None, limit: int = 150, beam_size: int = 32, log: bool = True) -> TuneResult:
     recognizer = load_recognizer(bundle_dir, txl_dir)
     bundle = recognizer.bundle(None)
-    rows = [json.loads(line) for line in dev.read_text().splitlines() if line.strip()][:limit]
+    rows = read_manifest(dev, limit=limit)
     refs, emissions = [], []
     for row in rows:
         audio = decode_audio(Path(row["audio"]).read_bytes(), sample_rate=bundle.manifest.sample_rate, max_seconds=600)

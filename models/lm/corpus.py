@@ -44,6 +44,7 @@ from pathlib import Path
 
 from app.asr.text import normalize_text
 from models.train.corpus.text import gutenberg_body, is_heldout, split_sentences
+from models.train.manifest import read_manifest
 
 LINE_FILES = ("common_voice_sentences.txt", "lj_speech.txt", "vctk_transcripts.txt.gz")
 NOVELS_GLOB = "gutenberg_*.txt"
@@ -171,7 +172,7 @@ def oov_rates(counts: Sequence[tuple[str, int]], sizes: Sequence[int], reference
 
 
 def read_manifest_texts(path: Path) -> list[str]:
-    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row["text"] for row in read_manifest(path)]
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:

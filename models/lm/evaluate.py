@@ -35,6 +35,7 @@ from app.asr.recognizer import Recognizer
 from app.asr.runtime import select_providers
 from app.asr.text import normalize_text
 from app.asr.vtln import best_warp
+from models.train.manifest import read_manifest
 
 
 def load_bundle(directory: Path) -> tuple[Recognizer, AcousticBundle]:
@@ -44,17 +45,15 @@ def load_bundle(directory: Path) -> tuple[Recognizer, AcousticBundle]:
 
 
 def compute_emissions(bundle: AcousticBundle, manifest: Path, *, limit: int | None) -> tuple[list[np.ndarray], list[str], list[str]]:
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()][:limit]
+    rows = read_manifest(manifest, limit=limit)
     model = bundle.models["fp32"]
     warps = tuple(bundle.manifest.decoding.vtln_warps or ())
     emissions, refs, names = [], [], []
     for row in rows:
-        path = Path(row["audio"])
-        path = path if path.is_absolute() else manifest.parent / path
-        samples = decode_audio(path.read_bytes(), sample_rate=bundle.manifest.sample_rate, max_seconds=3600).samples
+        samples = decode_audio(Path(row["audio"]).read_bytes(), sample_rate=bundle.manifest.sample_rate, max_seconds=3600).samples
         emissions.append(best_warp(samples, warps, model.emissions)[1] if warps else model.emissions(samples))
         refs.append(normalize_text(row["text"]))
-        names.append(str(path))
+        names.append(row["audio"])
     return emissions, refs, names
 
 

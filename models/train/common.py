@@ -1,5 +1,5 @@
 """What the training recipes share: the wall-clock learning-rate schedule, checkpoints written whole,
-the optimizer, quiet Hugging Face logging. (Manifests and audio: `models.train.data`.)"""
+the optimizer, quiet Hugging Face logging. (Audio in memory: `models.train.data`; manifests: `models.train.manifest`.)"""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ shared copy-on-write) and the training loop only pads and uploads.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,21 +20,14 @@ import soxr
 import torch
 from tqdm import tqdm
 
+from models.train.manifest import read_manifest
+
 
 @dataclass
 class Clip:
     audio: np.ndarray  # int16 [N] at the training rate
     text: str
     speaker: str
-
-
-def read_manifest(path: Path) -> list[dict[str, str]]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    for row in rows:
-        audio = Path(row["audio"])
-        if not audio.is_absolute():
-            row["audio"] = str(path.parent / audio)
-    return rows
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:

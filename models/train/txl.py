@@ -33,6 +33,7 @@ from torch import Tensor
 
 from app.asr.text import normalize_text
 from app.asr.tokens import encode_sentences, lm_letters
+from models.train.common import learning_rate as common_learning_rate
 from models.transformer_xl import TransformerXL, TransformerXLConfig, checkpoint_model
 
 
@@ -101,14 +102,15 @@ class StreamBatches:
 
 def learning_rate(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
     """Linear warm-up over `warmup` steps, then cosine from `lr` to `lr * final_lr_ratio`
-    (over `steps`, or over `minutes` of wall-clock time when that comes first)."""
-    if step < config.warmup:
-        return config.lr * (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
-    if config.minutes > 0:
-        progress = max(progress, min(1.0, elapsed / (config.minutes * 60)))
-    floor = config.lr * config.final_lr_ratio
-    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    (over the steps after the warm-up, or over `minutes` of wall-clock time when that comes first):
+    `models.train.common.learning_rate` with the cosine starting when the warm-up ends."""
+    progress = 0.0
+    if step >= config.warmup:
+        progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+        if config.minutes > 0:
+            progress = max(progress, elapsed / (config.minutes * 60))
+    return common_learning_rate(step=step, progress=min(progress, 1.0), lr=config.lr, warmup=config.warmup,
+                                final_lr_ratio=config.final_lr_ratio)  # fmt: skip
 
 
 @torch.no_grad()

@@ -41,7 +41,8 @@ from models.train.common import (
     save_directory,
     schedule_progress,
 )
-from models.train.data import length_batches, load_audio, read_manifest
+from models.train.data import length_batches, load_audio
+from models.train.manifest import read_manifest
 from models.wav2vec2 import (
     build_feature_extractor,
     count_parameters,

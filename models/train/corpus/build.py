@@ -59,6 +59,7 @@ from models.train.corpus.engines import (
     synth_flite,
 )
 from models.train.corpus.text import TextPools, build_text_pools, write_lines
+from models.train.manifest import read_manifest
 
 # The shared data folder sits beside the repository: <repo>/../shared/data.
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -154,11 +155,6 @@ def run_job(job: tuple[str, Sequence[ClipSpec]]) -> list[Result]:
 # --- real speech -----------------------------------------------------------------------------
 
 
-def read_manifest(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def pick_heldout_speakers(speakers: Iterable[str], n_female: int, n_male: int) -> list[str]:
     """Hash order, not the seed: the real-speech test sets stay fixed across training runs.
     AN4 ids start with the speaker's sex (f/m); with n_male < 0 the sex is ignored."""
@@ -181,7 +177,7 @@ def real_specs(
         split = test_split if row["speaker"] in heldout else train_split
         rel = f"{source}/{Path(row['audio']).stem}.flac"
         specs.append(
-            ClipSpec(split, rel, text, f"{source}:{row['speaker']}", "copy", source=str(data_dir / row["audio"]))
+            ClipSpec(split, rel, text, f"{source}:{row['speaker']}", "copy", source=row["audio"])
         )
     return specs
 
