@@ -40,9 +40,9 @@ class KenLMBinary:
         self._index = {w: i for i, w in enumerate(self.vocab)}
         self.unk_id, self.bos_id, self.eos_id = self._index[UNK], self._index[BOS], self._index[EOS]
         self.order = 0  # unknown from outside KenLM; nothing here needs it
-        self._model = KenLM(str(path), Dictionary(list(self.vocab)))
-        null = self._model.start(True)
-        self._unigram = [self._model.score(null, i)[1] * LN10 for i in range(len(self.vocab))]
+        self.model = KenLM(str(path), Dictionary(list(self.vocab)))  # flashlight-text's; its fast engine searches with it too
+        null = self.model.start(True)
+        self._unigram = [self.model.score(null, i)[1] * LN10 for i in range(len(self.vocab))]
 
     def __len__(self) -> int:
         return len(self.vocab)
@@ -57,17 +57,17 @@ class KenLMBinary:
         return self._unigram[word_id if word_id >= 0 else self.unk_id]
 
     def begin_state(self) -> object:
-        return self._model.start(False)
+        return self.model.start(False)
 
     def score_id(self, state: object, word_id: int) -> LmScore:
-        new_state, logprob = self._model.score(state, word_id if word_id >= 0 else self.unk_id)
+        new_state, logprob = self.model.score(state, word_id if word_id >= 0 else self.unk_id)
         return LmScore(logprob * LN10, new_state)
 
     def score_word(self, state: object, word: str) -> LmScore:
         return self.score_id(state, self.word_id(word))
 
     def end_score(self, state: object) -> float:
-        return self._model.finish(state)[1] * LN10
+        return self.model.finish(state)[1] * LN10
 
     def score_sentence(self, words: Sequence[str]) -> float:
         """ln p(<s> words </s>)."""

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from app.asr.bundle import load_bundles
-from app.asr.decoders import beam_search
+from app.asr.decoders import beam_search, flashlight
 from app.asr.kenlm_binary import KenLMBinary, is_kenlm_binary, load_lm
 from app.asr.manifest import Manifest
 from app.asr.ngram import NgramLM
@@ -62,6 +62,15 @@ def test_beam_search_with_a_binary_lm_matches_the_arpa_lm(tmp_path: Path, engine
         for b, a in zip(with_binary, with_arpa, strict=True):
             assert b.score == pytest.approx(a.score, abs=1e-4)
             assert b.lm_score == pytest.approx(a.lm_score, abs=1e-5)
+
+
+def test_the_fast_engine_searches_with_the_binary_lms_own_model() -> None:
+    """One KenLM model in memory, not two: the engine built for a binary LM reuses it (an ARPA file still loads in KenLM)."""
+    if not flashlight.AVAILABLE:
+        pytest.skip("flashlight-text is a dependency; this guards a broken install")
+    lm = load_lm(BINARIES[0], words=LEXICON.words)
+    assert isinstance(lm, KenLMBinary)
+    assert flashlight.engine_for(CTC_TOKENS, LEXICON, lm).kenlm is lm.model
 
 
 def test_a_binary_lm_needs_words() -> None:

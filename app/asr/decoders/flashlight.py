@@ -48,6 +48,7 @@ import numpy as np
 
 from app.asr.decoders.greedy import ctc_segments
 from app.asr.decoders.types import BeamOptions
+from app.asr.kenlm_binary import KenLMBinary
 from app.asr.lexicon import Lexicon, spell
 from app.asr.ngram import LN10, NgramLM
 from app.asr.tokens import TokenTable
@@ -112,12 +113,16 @@ class FlashlightEngine:
             if ids is not None and ids not in self.by_spelling:
                 self.by_spelling[ids] = word
         index: dict[str, int] = {}
-        for word in self.by_spelling.values():
-            index.setdefault(word, len(index))
-        self.words = list(index)
-        self.unk_index = len(self.words)
-        self.dictionary = Dictionary([*self.words, "<unk>"])
-        self.kenlm = KenLM(str(lm_file), self.dictionary)  # ARPA or KenLM binary
+        if isinstance(lm, KenLMBinary) and all(word in lm for word in self.by_spelling.values()):
+            # The LM is KenLM already: search with it, in its own word numbering, rather than load the file twice.
+            index = {word: lm.word_id(word) for word in self.by_spelling.values()}
+            self.words, self.unk_index, self.kenlm = list(lm.vocab), lm.unk_id, lm.model
+        else:
+            for word in self.by_spelling.values():
+                index.setdefault(word, len(index))
+            self.words = list(index)
+            self.unk_index = len(self.words)
+            self.kenlm = KenLM(str(lm_file), Dictionary([*self.words, "<unk>"]))  # ARPA or KenLM binary
         self.trie = Trie(len(tokens), self.sep)
         for ids, word in self.by_spelling.items():
             # Smearing scores: the unigram in log10 (the decoder multiplies by the scaled weight).
