@@ -123,6 +123,17 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     return report
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under `--without-torch`, a test that imports a hidden package as it runs is skipped with the reason."""
+    report = yield
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, ModuleNotFoundError) and "hidden by --without-torch" in str(error):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: needs {error.name} (the export/train extras; --without-torch)")
+    return report
+
+
 # --- the tiny bundles --------------------------------------------------------------------------------
 # Exported once from torch models and kept in pytest's cache (.pytest_cache/d/tiny-bundles) while
 # the source files the export imported are unchanged; each session works on its own copy. So the
