@@ -68,16 +68,21 @@ def test_long_audio_windows_have_no_seams(recognizer: Recognizer) -> None:
     assert pieces.text == whole.text and pieces.words == whole.words
 
 
+def _finals(stream: Stream, audio: np.ndarray, *, step: int) -> list:  # type: ignore[type-arg]
+    """Feed `audio` in pieces of `step` samples, finish, and keep the finals."""
+    results = []
+    for start in range(0, len(audio), step):
+        results += stream.accept(audio[start : start + step])
+    results += stream.finish()
+    return [r for r in results if r.kind == "final"]
+
+
 def test_endpointing_cuts_at_silence(recognizer: Recognizer) -> None:
     """Speech, 2 s of silence, speech: with a model whose blank/separator wins on silence, two finals."""
     bundle = recognizer.bundle("tiny-asg")
     stream = Stream(recognizer, bundle, bundle.models["fp32"], DecodeOptions(), StreamOptions(endpoint_silence=0.3, max_utterance=1.0))
     audio = speechlike(3.5, seed=1)
-    results = []
-    for start in range(0, len(audio), 3200):
-        results += stream.accept(audio[start : start + 3200])
-    results += stream.finish()
-    finals = [r for r in results if r.kind == "final"]
+    finals = _finals(stream, audio, step=3200)
     assert len(finals) >= 3  # max_utterance of 1 s forces a final at least every second
     for a, b in zip(finals, finals[1:], strict=False):
         assert a.end <= b.start + 1e-9
@@ -94,11 +99,7 @@ def test_finals_equal_offline_decoding_of_their_segments(recognizer: Recognizer,
     options = DecodeOptions(decoder=decoder, vtln=False)
     stream = Stream(recognizer, bundle, acoustic, options, StreamOptions(endpoint_silence=0.3, max_utterance=0.9, interim_results=False))
     audio = speechlike(4.0, seed=6)
-    results = []
-    for start in range(0, len(audio), 2000):
-        results += stream.accept(audio[start : start + 2000])
-    results += stream.finish()
-    finals = [r for r in results if r.kind == "final"]
+    finals = _finals(stream, audio, step=2000)
     assert len(finals) >= 4
     offline = acoustic.emissions(audio)
     frame = acoustic.geometry.stride / bundle.manifest.sample_rate
