@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import math
 import re
 import time
 from array import array
@@ -63,6 +62,7 @@ from app.asr.punctuation_text import (
     label_text,
     suffix_bucket,
 )
+from models.train.common import learning_rate
 from models.train.punctuation_scores import calibrate, evaluate
 
 HELDOUT_FIRST_LINE = 1_327_119  # 1-based line of gutenberg_more.txt.gz where the last 5 books begin
@@ -358,7 +358,7 @@ def train(prepared: Path, out: Path, *, model_config: dict[str, Any], batch: Bat
         progress = max(step / config.steps, elapsed / config.minutes if config.minutes > 0 else 0.0, cpu / config.cpu_minutes if config.cpu_minutes > 0 else 0.0)
         if progress >= 1.0:
             break
-        lr = config.lr * min(1.0, (step + 1) / config.warmup) * (config.final_lr_ratio + (1 - config.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        lr = learning_rate(step=step, progress=progress, lr=config.lr, warmup=config.warmup, final_lr_ratio=config.final_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
         words, suffixes, cases, marks = (torch.from_numpy(a) for a in batcher.batch())
