@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from app.asr.audio import decode_audio
-from app.asr.bundle import BundleSet, LMBundle, load_acoustic
+from app.asr.bundle import AcousticBundle, BundleSet, LMBundle, load_acoustic
 from app.asr.manifest import Manifest
 from app.asr.metrics import error_rates
 from app.asr.options import DecodeOptions
-from app.asr.recognizer import Recognizer
+from app.asr.recognizer import Recognizer, Transcript
 from app.asr.rescoring import count_words
 from app.asr.runtime import select_providers
 from app.asr.text import normalize_text
@@ -81,19 +81,40 @@ def tune(bundle_dir: Path, dev: Path, *, txl_dir: Path | None = None, limit: int
         return best
     options = DecodeOptions(decoder="beam", beam_size=beam_size, nbest=8, lm_weight=best.lm_weight, word_score=best.word_score)
     _, outs = wer(options)
-    scorer = recognizer._rescorer(bundle)
-    table = []  # per utterance: (texts, decoder totals, txl logprobs, word counts)
-    for out in outs:
-        texts = [n.text for n in out.nbest]
-        txl = scorer.score(texts).logprobs if texts else np.zeros(0)
-        table.append((texts, np.array([n.score for n in out.nbest]), np.asarray(txl), np.array([count_words(t) for t in texts])))
+    table = score_nbest(recognizer, bundle, outs)
     for alpha, beta in itertools.product(ALPHAS, BETAS):
-        hyps = [texts[int(np.argmax(total + alpha * txl + beta * words))] if texts else "" for texts, total, txl, words in table]
-        score = error_rates(list(zip(refs, hyps, strict=True)))[0]
+        score = error_rates(list(zip(refs, rescored_texts(table, alpha, beta), strict=True)))[0]
         _say(log, f"rescore alpha {alpha:<5} beta {beta:<5} WER {score:.2f}")
         if best.rescore_wer is None or score < best.rescore_wer:
             best = TuneResult(best.lm_weight, best.word_score, best.beam_wer, alpha, beta, score)
     return best
+
+
+@dataclass(frozen=True)
+class NbestScores:
+    """One utterance's n-best list with what rescoring weighs: the decoder's totals, the
+    Transformer-XL log-probabilities and the word counts."""
+
+    texts: list[str]
+    totals: np.ndarray
+    txl: np.ndarray
+    words: np.ndarray
+
+
+def score_nbest(recognizer: Recognizer, bundle: AcousticBundle, outs: list[Transcript]) -> list[NbestScores]:
+    """Score each transcript's n-best list once with the bundle's rescorer, so a grid of weights costs no model call."""
+    scorer = recognizer._rescorer(bundle)
+    table = []
+    for out in outs:
+        texts = [n.text for n in out.nbest]
+        txl = np.asarray(scorer.score(texts).logprobs) if texts else np.zeros(0)
+        table.append(NbestScores(texts, np.array([n.score for n in out.nbest]), txl, np.array([count_words(t) for t in texts])))
+    return table
+
+
+def rescored_texts(table: list[NbestScores], alpha: float, beta: float) -> list[str]:
+    """The hypothesis `app.asr.rescoring.rescore` would put first at these weights, per utterance."""
+    return [n.texts[int(np.argmax(n.totals + alpha * n.txl + beta * n.words))] if n.texts else "" for n in table]
 
 
 def _say(enabled: bool, message: str) -> None:

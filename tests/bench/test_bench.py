@@ -21,7 +21,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("matplotlib")
 pytest.importorskip("websockets")
 
-from tests.helpers import synthetic_emissions  # noqa: E402
+from bench.inputs import synthetic_emissions  # noqa: E402  (the benchmark's own generator is what this tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ("acoustic", "overhead", "throughput", "decoders", "streaming", "memory", "punctuation")
