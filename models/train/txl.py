@@ -166,10 +166,15 @@ def train(
     model_config: TransformerXLConfig | None = None,
     config: TrainConfig = TrainConfig(),
     resume: bool = False,
+    init: Path | None = None,
     device: str = "cpu",
     echo: Callable[[str], None] = print,
 ) -> TransformerXL:
-    """Train (or continue) a model in `out`; returns it. `model_config` is ignored when resuming."""
+    """Train (or continue) a model in `out`; returns it. `model_config` is ignored when resuming.
+
+    `init`: start from that checkpoint's weights and architecture (a fresh optimiser and
+    schedule), with `model_config`'s dropout: how a model is carried on to new text.
+    """
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
     table = lm_letters()
@@ -178,6 +183,11 @@ def train(
     if resume and last.exists():
         state = torch.load(last, map_location="cpu", weights_only=True)
         model = checkpoint_model(state)
+    elif init is not None:
+        start = torch.load(init, map_location="cpu", weights_only=True)
+        dropout = (model_config or default_model_config(len(table))).dropout
+        model = checkpoint_model(start | {"config": start["config"] | {"dropout": dropout}})
+        echo(f"initialised from {init} (dropout {dropout})")
     else:
         if resume:
             echo(f"no checkpoint at {last}; starting from scratch")
@@ -269,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heldout", type=Path, required=True, help="held-out sentences, one per line")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (its model config wins)")
+    parser.add_argument("--init", type=Path, help="start from this checkpoint's weights and architecture (e.g. from models.lm.from_bundle)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     defaults = TrainConfig()
@@ -294,7 +305,8 @@ def main(argv: list[str] | None = None) -> None:
         n_layer=args.n_layer, mem_len=args.mem_len, dropout=args.dropout, tie_weights=not args.no_tie_weights,
     )  # fmt: skip
     train(
-        args.text, args.heldout, args.out, model_config=model_config, config=config, resume=args.resume, device=device
+        args.text, args.heldout, args.out, model_config=model_config, config=config, resume=args.resume, init=args.init,
+        device=device,
     )
 
 
