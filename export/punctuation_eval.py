@@ -113,8 +113,8 @@ def transcribe(manifest: Path, out: Path, *, models_dir: Path, model: str | None
                                 "acoustic": transcript.timings.get("acoustic", 0.0), "model": bundle.name}) + "\n")
 
 
-def evaluate(bundle: Path, *, data_dir: Path, hypotheses: Path | None, passage_words: int) -> dict[str, Any]:
-    punctuator = Punctuator.from_bundle(bundle, Manifest.load(bundle))
+def evaluate(bundle: Path, *, data_dir: Path, hypotheses: Path | None, passage_words: int, threads: int = 1) -> dict[str, Any]:
+    punctuator = Punctuator.from_bundle(bundle, Manifest.load(bundle), threads=threads)
     result: dict[str, Any] = {"bundle": str(bundle)}
     passages = heldout_passages(data_dir / "text", min_words=passage_words)
     started = time.perf_counter()
@@ -163,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decoder", choices=["greedy", "beam"])
     parser.add_argument("--passage-words", type=int, default=40)
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads of the tagger (the timing row assumes 1, as the server runs it)")
     args = parser.parse_args(argv)
     if args.transcribe:
         if args.hypotheses is None:
             parser.error("--transcribe needs --hypotheses")
         transcribe(args.data / "real_dev_lj" / "manifest.jsonl", args.hypotheses, models_dir=args.models_dir, model=args.model, decoder=args.decoder)
-    result = evaluate(args.bundle, data_dir=args.data, hypotheses=args.hypotheses, passage_words=args.passage_words)
+    result = evaluate(args.bundle, data_dir=args.data, hypotheses=args.hypotheses, passage_words=args.passage_words, threads=args.threads)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0

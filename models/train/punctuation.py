@@ -26,8 +26,10 @@ drawn per window from 0 to `max_error_rate` (substitutions by a random corpus wo
 deletions, whose mark moves to the word before, and insertions of unmarked words).
 
 AdamW, linear warm-up, cosine decay over `--minutes` of wall clock (or `--steps`, whichever
-ends first); `OUT/last.pt` (config, weights, vocabulary, known forms) every few minutes and
-at the end; development F1 in `OUT/log.jsonl`. `calibrate` then tunes one offset per mark on
+ends first), on `--device` (auto: CUDA when there is one, with bf16 autocast and `--workers`
+processes making batches; `pack`/`unpack` and `scripts/gpu/punctuation.sh` for a lent GPU);
+`OUT/last.pt` (config, weights, vocabulary, known forms) every few minutes and at the end;
+development F1 in `OUT/log.jsonl`. `calibrate` then tunes one offset per mark on
 the development set (the argmax of a tagger trained with plain cross-entropy under-predicts
 rare marks) and folds it into the mark head's bias, so the exported graph needs nothing else.
 """
@@ -63,6 +65,7 @@ from app.asr.punctuation_text import (
     suffix_bucket,
 )
 from models.train.common import learning_rate
+from models.train.punctuation_pack import ARCHIVE, pack, pack_heldout, unpack
 from models.train.punctuation_scores import calibrate, evaluate
 
 HELDOUT_FIRST_LINE = 1_327_119  # 1-based line of gutenberg_more.txt.gz where the last 5 books begin
@@ -320,12 +323,17 @@ class TrainConfig:
     seed: int = 0
 
 
-def train(prepared: Path, out: Path, *, model_config: dict[str, Any], batch: BatchConfig, config: TrainConfig, threads: int) -> Path:
+def train(prepared: Path, out: Path, *, model_config: dict[str, Any], batch: BatchConfig, config: TrainConfig, threads: int,
+          device: str = "cpu", workers: int = 0) -> Path:
+    """Train a tagger on `device` (`auto`: CUDA when there is one; bf16 autocast there) with batches from
+    `workers` processes (0: made in this process, as on the CPU); `OUT/last.pt` holds CPU tensors either way."""
     import torch
     import torch.nn.functional as F
 
     from models.punctuation import PunctuationTagger, TaggerConfig
+    from models.train.punctuation_device import autocast, batches, resolve_device
 
+    target = resolve_device(device)
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -335,18 +343,20 @@ def train(prepared: Path, out: Path, *, model_config: dict[str, Any], batch: Bat
     sources = {name: load_source(prepared, name) for name in SOURCE_WEIGHTS if (prepared / f"{name}.words.npy").is_file()}
     dev = load_source(prepared, "dev") if (prepared / "dev.words.npy").is_file() else next(iter(sources.values()))
     tagger_config = TaggerConfig(vocab_size=len(vocabulary) + 2, suffix_buckets=info["suffix_buckets"], max_words=max(batch.max_words, 128) * 2, **model_config)
-    model = PunctuationTagger(tagger_config)
-    print(f"tagger: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {tagger_config}", flush=True)
+    model = PunctuationTagger(tagger_config).to(target)
+    print(f"tagger: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters on {target}, {tagger_config}", flush=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batcher = Batcher(sources, SOURCE_WEIGHTS, batch, seed=config.seed)
+    stream = batches(sources, SOURCE_WEIGHTS, batch, seed=config.seed, workers=workers, device=target)
     log = (out / "log.jsonl").open("a")
     started = last_eval = time.time()
     cpu_started = time.process_time()
-    step, seen, running = 0, 0, 0.0
+    step, seen = 0, 0
+    running = torch.zeros((), dtype=torch.float64, device=target)  # the loss's moving average, read only when logged (no sync per step)
 
     def save(scores: Any = None) -> Path:
         path = out / "last.pt"
-        torch.save({"config": tagger_config.to_json(), "model": model.state_dict(), "vocab": vocabulary, "known": known, "step": step,
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save({"config": tagger_config.to_json(), "model": weights, "vocab": vocabulary, "known": known, "step": step,
                     "words_seen": seen, "train": asdict(config), "batch": asdict(batch), "heldout_first_line": HELDOUT_FIRST_LINE,
                     "dev": asdict(scores) if scores is not None else None}, path)
         return path
@@ -361,20 +371,22 @@ def train(prepared: Path, out: Path, *, model_config: dict[str, Any], batch: Bat
         lr = learning_rate(step=step, progress=progress, lr=config.lr, warmup=config.warmup, final_lr_ratio=config.final_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        words, suffixes, cases, marks = (torch.from_numpy(a) for a in batcher.batch())
-        case_logits, mark_logits = model(words, suffixes)
-        loss = F.cross_entropy(case_logits.reshape(-1, len(CASES)), cases.reshape(-1)) + F.cross_entropy(mark_logits.reshape(-1, len(MARKS)), marks.reshape(-1))
+        words, suffixes, cases, marks = next(stream)
+        with autocast(target):
+            case_logits, mark_logits = model(words, suffixes)
+            loss = F.cross_entropy(case_logits.reshape(-1, len(CASES)), cases.reshape(-1)) + F.cross_entropy(mark_logits.reshape(-1, len(MARKS)), marks.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         optimizer.step()
         step += 1
         seen += words.numel()
-        running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+        running = 0.98 * running + 0.02 * loss.detach().double() if step > 1 else loss.detach().double()  # the same doubles as Python floats
         if step % config.log_every == 0:
             rate = seen / (time.time() - started)
-            print(f"step {step} loss {running:.4f} lr {lr:.2e} words {seen} ({rate:.0f}/s) {elapsed:.1f} min, {cpu:.1f} CPU min", flush=True)
-            log.write(json.dumps({"step": step, "loss": round(running, 4), "lr": lr, "words": seen, "minutes": round(elapsed, 2), "cpu_minutes": round(cpu, 2)}) + "\n")
+            average = running.item()
+            print(f"step {step} loss {average:.4f} lr {lr:.2e} words {seen} ({rate:.0f}/s) {elapsed:.1f} min, {cpu:.1f} CPU min", flush=True)
+            log.write(json.dumps({"step": step, "loss": round(average, 4), "lr": lr, "words": seen, "minutes": round(elapsed, 2), "cpu_minutes": round(cpu, 2)}) + "\n")
             log.flush()
         if time.time() - last_eval > config.eval_minutes * 60:
             scores = evaluate(model, dev, max_words=config.eval_words)
@@ -398,6 +410,14 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--vocab-size", type=int, default=16000)
     prep.add_argument("--suffix-buckets", type=int, default=2048)
     prep.add_argument("--limit", type=int, default=0, help="label only this many passages (trials)")
+    pk = sub.add_parser("pack", help="store prepared arrays compactly (and the held-out text) for a GPU machine")
+    pk.add_argument("--prepared", type=Path, required=True)
+    pk.add_argument("--out", type=Path, required=True, help=f"folder: OUT/{ARCHIVE}, OUT/text/, OUT/real_dev_lj/")
+    pk.add_argument("--data", type=Path, default=Path("../shared/data"), help="where the held-out books are read from")
+    pk.add_argument("--no-heldout", action="store_true", help="pack the arrays only")
+    unp = sub.add_parser("unpack", help="restore the arrays of `pack` (byte-identical .npy files)")
+    unp.add_argument("--archive", type=Path, required=True)
+    unp.add_argument("--out", type=Path, required=True)
     cal = sub.add_parser("calibrate", help="tune the mark offsets on the development set and fold them into the checkpoint")
     cal.add_argument("--checkpoint", type=Path, required=True)
     cal.add_argument("--prepared", type=Path, required=True)
@@ -417,16 +437,32 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--max-words", type=int, default=128)
     tr.add_argument("--eval-minutes", type=float, default=7.0)
     tr.add_argument("--threads", type=int, default=2)
+    tr.add_argument("--heads", type=int, default=4, help="attention heads (transformer encoder)")
+    tr.add_argument("--warmup", type=int, default=200, help="steps of linear warm-up")
+    tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when PyTorch sees a GPU (bf16 autocast there)")
+    tr.add_argument("--workers", type=int, default=0, help="processes making batches (0: in this process, the CPU recipe; a GPU needs many)")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         prepare(args.data, args.out, vocab_size=args.vocab_size, suffix_buckets=args.suffix_buckets, limit=args.limit)
         return 0
+    if args.command == "pack":
+        summary = pack(args.prepared, args.out / ARCHIVE)
+        print(f"packed {summary.words} words of {args.prepared} ({summary.raw_bytes / 2**20:.1f} MiB of .npy) into {summary.archive} ({summary.bytes / 2**20:.1f} MiB)")
+        if not args.no_heldout:
+            kept = pack_heldout(args.data, args.out, first_line=HELDOUT_FIRST_LINE)
+            print(f"held-out text: {kept} lines from line {HELDOUT_FIRST_LINE} in {args.out / 'text'}")
+        return 0
+    if args.command == "unpack":
+        written = unpack(args.archive, args.out)
+        print(f"unpacked {len(written)} files into {args.out}")
+        return 0
     if args.command == "calibrate":
         print(json.dumps(calibrate(args.checkpoint, args.prepared)))
         return 0
-    model_config = {"encoder": args.encoder, "d_model": args.d_model, "d_embed": args.d_embed, "n_layer": args.layers, "d_inner": args.d_inner}
+    model_config = {"encoder": args.encoder, "d_model": args.d_model, "d_embed": args.d_embed, "n_layer": args.layers, "d_inner": args.d_inner, "n_head": args.heads}
     path = train(args.prepared, args.out, model_config=model_config, batch=BatchConfig(tokens=args.batch_words, max_words=args.max_words),
-                 config=TrainConfig(minutes=args.minutes, cpu_minutes=args.cpu_minutes, steps=args.steps, lr=args.lr, eval_minutes=args.eval_minutes), threads=args.threads)
+                 config=TrainConfig(minutes=args.minutes, cpu_minutes=args.cpu_minutes, steps=args.steps, lr=args.lr, warmup=args.warmup,
+                                    eval_minutes=args.eval_minutes), threads=args.threads, device=args.device, workers=args.workers)
     print(f"wrote {path}")
     return 0
 

@@ -60,20 +60,21 @@ def clean_windows(source: Labelled, *, length: int, max_words: int) -> np.ndarra
 
 
 def evaluate(model: Any, source: Labelled, *, length: int = 96, max_words: int = 50_000) -> Scores:
-    """Clean (error-free) windows from `source` through the torch model, one window at a time."""
+    """Clean (error-free) windows from `source` through the torch model (on its own device), one window at a time."""
     import torch
 
     starts = clean_windows(source, length=length, max_words=max_words)
+    device = next(model.parameters()).device
     predicted_marks, predicted_cases, true_marks, true_cases = [], [], [], []
     model.eval()
     with torch.no_grad():
         for s in starts:
             window = slice(int(s), int(s) + length)
-            words = torch.from_numpy(source.words[window].astype(np.int64))[None]
-            suffixes = torch.from_numpy(source.suffixes[window].astype(np.int64))[None]
+            words = torch.from_numpy(source.words[window].astype(np.int64))[None].to(device)
+            suffixes = torch.from_numpy(source.suffixes[window].astype(np.int64))[None].to(device)
             case_logits, mark_logits = model(words, suffixes)
-            predicted_cases.append(case_logits[0].argmax(-1).numpy())
-            predicted_marks.append(mark_logits[0].argmax(-1).numpy())
+            predicted_cases.append(case_logits[0].argmax(-1).cpu().numpy())
+            predicted_marks.append(mark_logits[0].argmax(-1).cpu().numpy())
             true_cases.append(source.cases[window])
             true_marks.append(source.marks[window])
     model.train()
