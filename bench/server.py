@@ -164,12 +164,24 @@ async def closed_loop(url: str, *, clients: int, body: bytes, params: dict[str, 
 
         await asyncio.gather(*(loop() for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    return {"clients": clients, "seconds": elapsed, **counts, "requests_per_second": counts["ok"] / elapsed, **latency_summary(latencies)}
+    return {"clients": clients, "seconds": elapsed, **counts, "requests_per_second": counts["ok"] / elapsed, **latency_summary(latencies),
+            "latencies": latencies}  # fmt: skip
+
+
+def merge_loops(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Closed loops of one level on one server, run at different moments, as one: requests over total time."""
+    seconds = sum(r["seconds"] for r in runs)
+    latencies = [x for r in runs for x in r.pop("latencies")]
+    counts = {k: sum(r[k] for r in runs) for k in ("ok", "busy", "error")}
+    return {"clients": runs[0]["clients"], "seconds": seconds, **counts, "requests_per_second": counts["ok"] / seconds, **latency_summary(latencies),
+            "rounds": len(runs)}  # fmt: skip
 
 
 def measure_throughput(servers: dict[str, Server], *, model: str, samples: np.ndarray, rate: int, levels: tuple[int, ...], seconds: float,
                        max_requests: int) -> dict[str, Any]:
-    """Each concurrency level on each server in turn (so drift of the machine hits both alike)."""
+    """Each concurrency level on each server in turn, in the order A B B A (two rounds of half the
+    time each): a drift of the machine during the level then falls on both servers alike, which
+    one round in the order A B does not ensure (the second server always ran later)."""
     body = wav_bytes(samples, rate)
     params = {"model": model, "decoder": "greedy"}
     audio = len(samples) / rate
@@ -177,8 +189,13 @@ def measure_throughput(servers: dict[str, Server], *, model: str, samples: np.nd
     for url in (s.url for s in servers.values()):  # warm-up
         asyncio.run(closed_loop(url, clients=2, body=body, params=params, seconds=0.5, max_requests=4))
     for clients in levels:
-        for name, server in servers.items():
-            run = asyncio.run(closed_loop(server.url, clients=clients, body=body, params=params, seconds=seconds, max_requests=max_requests))
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        for order in (list(servers), list(servers)[::-1]):
+            for name in order:
+                rounds[name].append(asyncio.run(closed_loop(servers[name].url, clients=clients, body=body, params=params, seconds=seconds / 2,
+                                                            max_requests=max(1, max_requests // 2))))  # fmt: skip
+        for name, runs in rounds.items():
+            run = merge_loops(runs)
             run["audio_seconds_per_second"] = run["requests_per_second"] * audio
             result["runs"][name].append(run)
     if {"batching", "no_batching"} <= set(servers):
