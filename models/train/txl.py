@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heldout", type=Path, required=True, help="held-out sentences, one per line")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (its model config wins)")
-    parser.add_argument("--init", type=Path, help="start from this checkpoint's weights and architecture (e.g. from models.lm.from_bundle)")
+    parser.add_argument("--init", type=Path, help="start from this checkpoint's weights and architecture (e.g. from export.txl_recover)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     defaults = TrainConfig()

@@ -10,7 +10,7 @@ import torch
 
 from export.compact import compact_bundle
 from export.txl import export_transformer_xl
-from models.lm.from_bundle import recover
+from export.txl_recover import recover
 from models.train.txl import TrainConfig, save_checkpoint, train
 from models.transformer_xl import TransformerXL, load_transformer_xl
 from tests.helpers import TINY_TEXT, save_txl_checkpoint

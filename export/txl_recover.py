@@ -1,6 +1,6 @@
 """Recover a Transformer-XL training checkpoint from an exported LM bundle.
 
-    python -m models.lm.from_bundle models/bundles/txl-char runs/txl-init.pt
+    python -m export.txl_recover models/bundles/txl-char runs/txl-init.pt
 
 The first Transformer-XL was trained on a lent GPU and only its ONNX graph was kept. To go on
 training it (on new text, on the CPU), its weights are read back from the graph: the exporter
@@ -106,7 +106,7 @@ def _check(model: TransformerXL, graph: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.lm.from_bundle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m export.txl_recover", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle", type=Path)
     parser.add_argument("out", type=Path, help="a checkpoint of models.train.txl (weights only)")
     parser.add_argument("--precision", default="fp32")
