@@ -56,3 +56,31 @@ def test_lm_bundle_keeps_its_logprobs(bundles: Path, tmp_path: Path) -> None:
     check = Manifest.load(bundle).parity["fp32_weights_fp16"]
     assert check["mean_abs_logprob_diff_per_char"] < 0.01
     assert check["bytes_after"] < check["bytes_before"]
+
+
+
+def test_a_failing_int8_check_keeps_that_graph_and_finishes_the_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The int8 graph of a real Transformer-XL keeps float weights that fp16 moves too far: the
+    command must keep that graph and still write a whole bundle (it once stopped half-way)."""
+    import export.compact as compact
+    from export.txl import export_transformer_xl
+    from tests.helpers import save_txl_checkpoint
+
+    bundle = tmp_path / "txl"
+    export_transformer_xl(save_txl_checkpoint(tmp_path / "txl.pt"), bundle, int8=True)
+    int8 = bundle / Manifest.load(bundle).files["int8"].path
+    original = int8.read_bytes()
+    real_store, real_check, refused = compact.store_weights_fp16, compact._lm_check, []
+    monkeypatch.setattr(compact, "store_weights_fp16", lambda source, target: real_store(source, target, min_elements=1))  # tiny graphs
+
+    def check(original_path: Path, compacted: Path) -> dict:
+        if original_path == int8:
+            refused.append(original_path.name)
+            raise compact.ParityError("int8 moved too far")
+        return real_check(original_path, compacted)
+
+    monkeypatch.setattr(compact, "_lm_check", check)
+    assert export_main(["compact", str(bundle)]) == 0
+    after = Manifest.load(bundle)  # checksums match the files: the bundle is whole
+    assert "fp32_weights_fp16" in after.parity and "int8_weights_fp16" not in after.parity
+    assert int8.read_bytes() == original and refused
