@@ -22,6 +22,7 @@ from app.asr.manifest import Manifest
 from export.onnx import finish_bundle
 from export.onnx_utils import ParityError
 
+FP16_SUFFIX = "__fp16"  # an initializer stored in half precision is renamed NAME__fp16, cast back to NAME
 MIN_ELEMENTS = 1024  # small tensors (biases, norms) stay fp32: they save nothing
 MAX_CHANGED = 0.01  # share of greedy frames allowed to change (acoustic bundles)
 MAX_LOGPROB_DIFF = 0.01  # mean |log-prob difference| per character in nats (LM bundles)
@@ -39,7 +40,7 @@ def store_weights_fp16(source: Path, target: Path, *, min_elements: int = MIN_EL
         if tensor.data_type != TensorProto.FLOAT or int(np.prod(tensor.dims)) < min_elements:
             kept.append(tensor)
             continue
-        half = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name + "__fp16")
+        half = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name + FP16_SUFFIX)
         kept.append(half)
         casts.append(helper.make_node("Cast", [half.name], [tensor.name], to=TensorProto.FLOAT, name=tensor.name + "__cast"))
         converted += 1

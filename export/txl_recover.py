@@ -22,22 +22,23 @@ import numpy as np
 import torch
 
 from app.asr.manifest import Manifest
+from export.compact import FP16_SUFFIX
 from export.onnx_utils import cpu_session, relative_error
 from export.txl import ExportableTransformerXL, export_onnx
 from models.train.txl import save_checkpoint
 from models.transformer_xl import TransformerXL, TransformerXLConfig
 
-FP16_SUFFIX = "__fp16"  # export.compact.store_weights_fp16 stores big weights in half precision under this name
-
 
 def _initializers(path: Path) -> dict[str, np.ndarray]:
+    """Initializers by their fp32 name, float ones as float32 (fp16-stored weights included)."""
     import onnx
-    from onnx import numpy_helper
+    from onnx import TensorProto, numpy_helper
 
     out = {}
     for tensor in onnx.load(str(path)).graph.initializer:
-        name = tensor.name.removesuffix(FP16_SUFFIX)
-        out[name] = numpy_helper.to_array(tensor).astype(np.float32) if tensor.data_type in (1, 10) else numpy_helper.to_array(tensor)
+        value = numpy_helper.to_array(tensor)
+        floating = tensor.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)
+        out[tensor.name.removesuffix(FP16_SUFFIX)] = value.astype(np.float32) if floating else value
     return out
 
 
@@ -75,10 +76,11 @@ def _mapping(config: TransformerXLConfig) -> dict[str, tuple[str, str]]:
     return mapping
 
 
-def recover(bundle: Path, *, precision: str = "fp32") -> TransformerXL:
-    """The bundle's model as PyTorch weights (in eval mode); checked against the graph."""
+def recover(bundle: Path) -> TransformerXL:
+    """The bundle's model as PyTorch weights (in eval mode), from its fp32 graph (an int8 graph has
+    lost the weights); checked against the graph."""
     manifest = Manifest.load(bundle)
-    graph = bundle / manifest.files[precision].path
+    graph = bundle / manifest.files["fp32"].path
     trained = _initializers(graph)
     config = _config(manifest, trained)
     model = TransformerXL.from_config(config)
@@ -86,7 +88,7 @@ def recover(bundle: Path, *, precision: str = "fp32") -> TransformerXL:
     for init_name, (name, how) in _mapping(config).items():
         value = torch.from_numpy(trained[init_name].copy())
         state[name] = value.T.contiguous() if how == "transposed" else value.reshape(state[name].shape)
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(state, strict=False)  # the tied output layer is the embedding, listed once
     model.eval()
     error = _check(model, graph)
     if not error < 1e-3:
@@ -109,9 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.txl_recover", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle", type=Path)
     parser.add_argument("out", type=Path, help="a checkpoint of models.train.txl (weights only)")
-    parser.add_argument("--precision", default="fp32")
     args = parser.parse_args(argv)
-    model = recover(args.bundle, precision=args.precision)
+    model = recover(args.bundle)
     save_checkpoint(args.out, model)
     source: dict[str, Any] = Manifest.load(args.bundle).source
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters from {args.bundle} (step {source.get('step')}) -> {args.out}")

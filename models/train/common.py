@@ -13,6 +13,18 @@ import torch
 STATE_FILE = "trainer_state.pt"
 
 
+def resolve_device(name: str) -> torch.device:
+    """A recipe's `--device`: `auto` -> CUDA when PyTorch sees a GPU, else the CPU; `cuda`
+    without one is an error that says so (rather than a failure at the first tensor moved)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r}: choose auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda': PyTorch sees no GPU here; use --device cpu (or auto)")
+    return torch.device(name)
+
+
 def schedule_progress(*, step: int, elapsed: float, minutes: float, max_steps: int) -> float:
     """Share of the run done, in [0, 1]: by the clock, or by steps when that ends first."""
     progress = elapsed / max(minutes * 60.0, 1e-9)

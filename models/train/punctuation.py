@@ -64,7 +64,7 @@ from app.asr.punctuation_text import (
     label_text,
     suffix_bucket,
 )
-from models.train.common import learning_rate
+from models.train.common import learning_rate, resolve_device
 from models.train.punctuation_pack import ARCHIVE, pack, pack_heldout, unpack
 from models.train.punctuation_scores import calibrate, evaluate
 
@@ -331,7 +331,7 @@ def train(prepared: Path, out: Path, *, model_config: dict[str, Any], batch: Bat
     import torch.nn.functional as F
 
     from models.punctuation import PunctuationTagger, TaggerConfig
-    from models.train.punctuation_device import autocast, batches, resolve_device
+    from models.train.punctuation_device import autocast, batches
 
     target = resolve_device(device)
     torch.set_num_threads(threads)

@@ -26,17 +26,6 @@ if TYPE_CHECKING:
 Batch = tuple[Tensor, Tensor, Tensor, Tensor]  # words, suffixes, cases, marks: each [B, T] int64
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when PyTorch sees a GPU, else the CPU; `cuda` without one is an error that says so."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device {name!r}: choose auto, cpu or cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda': PyTorch sees no GPU here; use --device cpu (or auto)")
-    return torch.device(name)
-
-
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
     """bf16 autocast on CUDA (the matrix products in bf16, losses and norms in fp32; no loss
     scaling needed, bf16 has fp32's range); nothing on the CPU, so CPU results stay as they were."""

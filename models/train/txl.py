@@ -34,6 +34,7 @@ from torch import Tensor
 from app.asr.text import normalize_text
 from app.asr.tokens import encode_sentences, lm_letters
 from models.train.common import learning_rate as common_learning_rate
+from models.train.common import resolve_device
 from models.transformer_xl import TransformerXL, TransformerXLConfig, checkpoint_model
 
 
@@ -167,7 +168,7 @@ def train(
     config: TrainConfig = TrainConfig(),
     resume: bool = False,
     init: Path | None = None,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     echo: Callable[[str], None] = print,
 ) -> TransformerXL:
     """Train (or continue) a model in `out`; returns it. `model_config` is ignored when resuming.
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     model_config = TransformerXLConfig(
         vocab_size=len(lm_letters()), d_model=args.d_model, n_head=args.n_head, d_head=args.d_head, d_inner=args.d_inner,

@@ -30,7 +30,7 @@ from app.asr.decoders.greedy import asg_segments, ctc_segments, viterbi_asg
 from app.asr.metrics import error_rates
 from app.asr.tokens import TokenTable, asg_letters, ctc_letters
 from models.asg import ASGLoss
-from models.train.common import learning_rate
+from models.train.common import learning_rate, resolve_device
 from models.train.data import Clip, batch_stream, load_clips
 from models.wav2letter import Wav2Letter, Wav2LetterConfig
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

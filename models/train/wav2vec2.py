@@ -46,6 +46,7 @@ from models.train.common import (
     adamw,
     learning_rate,
     quiet_transformers,
+    resolve_device,
     run_finished,
     save_directory,
     schedule_progress,
@@ -150,7 +151,7 @@ def load_for_finetuning(init: Path, table: TokenTable) -> Wav2Vec2ForCTC:
 
 
 def finetune(train: Sequence[Clip], dev: Sequence[Clip], out: Path, *, config: FinetuneConfig = FinetuneConfig(), model_config: Any = None,
-             init: Path | None = None, resume: bool = False, device: str = "cpu", echo: Callable[[str], None] = print) -> Wav2Vec2ForCTC:
+             init: Path | None = None, resume: bool = False, device: str | torch.device = "cpu", echo: Callable[[str], None] = print) -> Wav2Vec2ForCTC:
     """Fine-tune with CTC in `out` (or continue the run there); returns the model in eval mode.
 
     The model comes from `OUT/last` when resuming, else from `init`, else from `model_config`
@@ -329,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     overrides = model_overrides(args)
     model_config = small_config(len(project_tokens()), **overrides)
     if args.recipe == "finetune":

@@ -119,7 +119,7 @@ def gumbel_temperature(step: int, config: PretrainConfig) -> float:
 
 
 def pretrain(waves: Sequence[np.ndarray], out: Path, *, config: PretrainConfig = PretrainConfig(), model_config: Any = None,
-             resume: bool = False, device: str = "cpu", echo: Callable[[str], None] = print) -> Wav2Vec2ForPreTraining:
+             resume: bool = False, device: str | torch.device = "cpu", echo: Callable[[str], None] = print) -> Wav2Vec2ForPreTraining:
     """Pretrain on int16 (or float) waveforms in `out`, or continue the run there; returns the model."""
     out.mkdir(parents=True, exist_ok=True)
     last, state_path = out / "last", out / "last" / STATE_FILE

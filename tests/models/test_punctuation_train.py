@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from app.asr.punctuation_text import CAPITAL, COMMA, LOWER, NO_MARK, PERIOD, QUESTION
+from models.train.common import resolve_device
 from models.train.punctuation import BatchConfig, Batcher, Labelled, TrainConfig, corrupt, load_source, prepare, train
-from models.train.punctuation_device import batches, resolve_device
+from models.train.punctuation_device import batches
 from models.train.punctuation_scores import calibrate, score, tune_mark_biases
 
 
