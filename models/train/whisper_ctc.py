@@ -1,0 +1,340 @@
+"""CTC fine-tuning of a pretrained Whisper encoder's top layers on two CPU cores.
+
+    python -m models.train.whisper_ctc --init MODEL.bin --train A.jsonl B.jsonl ... \
+        --dev data/real_more/dev.jsonl data/test_an4.jsonl --watch ../shared/data/real_dev_lj/manifest.jsonl \
+        --out runs/whisper-ctc --freeze 4 --minutes 100 [--resume]
+
+Why the recipe looks like this: the lower layers of Whisper's encoder already hear people; what
+CTC needs is the top of the stack re-aimed at letters. The lower `--freeze` layers are run once per
+clip (clip alone, no 30 s padding, as the server runs them) and their outputs are kept in fp16 in
+`OUT/cache/`, so an epoch costs only the trained layers. SpecAugment then works on those hidden
+states: time masks filled with the clip's mean state and a per-clip channel dropout, since the
+log-mel is behind the frozen layers.
+
+The run is resumable (`OUT/last.pt`: trained weights, optimizer, step, clock) and keeps the best
+checkpoint by the mean greedy WER of the `--dev` sets (`OUT/best.pt`, the trained layers only, fp16:
+the frozen ones come back from `--init`). `--watch` sets are scored in the log but never choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.asr.decoders.greedy import ctc_segments
+from app.asr.metrics import error_rates
+from app.asr.tokens import TokenTable, ctc_letters
+from models.train.common import learning_rate, resolve_device, run_finished, schedule_progress
+from models.train.data import Clip, length_batches, load_clips
+from models.whisper_ct2 import load_whisper_ctc
+from models.whisper_ctc import WhisperCTC, WhisperCTCConfig
+
+CACHE_SHARD = 256  # clips per cache file
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    freeze: int = 4  # encoder layers run once and cached (the stem always is)
+    minutes: float = 100.0
+    max_steps: int = 0
+    lr: float = 1.5e-4  # trained encoder layers
+    head_lr: float = 1e-3  # the CTC projection (fresh)
+    weight_decay: float = 0.01
+    warmup: int = 150
+    final_lr_ratio: float = 0.05
+    batch_seconds: float = 160.0
+    max_batch: int = 48
+    clip: float = 5.0
+    time_masks: int = 2
+    time_mask_ratio: float = 0.08  # each time mask covers at most this share of the clip's frames
+    channel_dropout: float = 0.1
+    dropout: float = 0.1  # on the cached states entering the trained layers
+    eval_minutes: float = 12.0
+    checkpoint_minutes: float = 5.0
+    log_every: int = 10
+    seed: int = 0
+
+
+# --- the cache of frozen-layer outputs ----------------------------------------------------------------------------------
+def cache_key(init: Path, freeze: int, clips: Sequence[Clip]) -> str:
+    digest = hashlib.sha1(f"{Path(init).resolve()}|{Path(init).stat().st_size}|{freeze}".encode())
+    for c in clips:
+        digest.update(c.text.encode())
+        digest.update(len(c.audio).to_bytes(8, "little"))
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def frozen_states(model: WhisperCTC, clips: Sequence[Clip], freeze: int, directory: Path, *, echo: Callable[[str], None] = print) -> list[torch.Tensor]:
+    """Each clip's hidden states after the first `freeze` layers, `[T, D]` fp16, computed once and
+    kept in shards under `directory` (so a resumed run, or a crash mid-way, recomputes nothing done)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    states: list[torch.Tensor] = []
+    started = time.time()
+    for shard_start in range(0, len(clips), CACHE_SHARD):
+        path = directory / f"{shard_start // CACHE_SHARD:05d}.pt"
+        shard = clips[shard_start : shard_start + CACHE_SHARD]
+        if path.is_file():
+            states += torch.load(path, weights_only=True)
+            continue
+        out = []
+        for clip in shard:
+            wave = torch.from_numpy(clip.audio.astype(np.float32) / 32768.0)[None]
+            x = model.stem(model.frontend(wave))
+            x = model.encode(x, torch.tensor([x.shape[1]]), stop=freeze)
+            out.append(x[0].to(torch.float16).clone())
+        torch.save(out, path)
+        states += out
+        done = shard_start + len(shard)
+        echo(f"cached {done}/{len(clips)} clips ({(time.time() - started) / 60:.1f} min)")
+    return states
+
+
+# --- batches ---------------------------------------------------------------------------------------------------------
+def spec_augment(x: torch.Tensor, lengths: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Time masks (the clip's mean state) and channel dropout on hidden states `[B, T, D]`."""
+    b, t, d = x.shape
+    x = x.clone()
+    for row in range(b):
+        n = int(lengths[row])
+        mean = x[row, :n].mean(0)
+        for _ in range(config.time_masks):
+            width = int(torch.randint(0, max(1, int(n * config.time_mask_ratio)) + 1, (1,), generator=generator))
+            if width and n > width:
+                start = int(torch.randint(0, n - width, (1,), generator=generator))
+                x[row, start : start + width] = mean
+    if config.channel_dropout > 0:
+        keep = (torch.rand(b, 1, d, generator=generator) >= config.channel_dropout).to(x.dtype)
+        x = x * keep / (1 - config.channel_dropout)
+    return x
+
+
+def pad_states(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([s.shape[0] for s in states])
+    batch = torch.zeros(len(states), int(lengths.max()), states[0].shape[1])
+    for row, s in enumerate(states):
+        batch[row, : s.shape[0]] = s.float()
+    return batch, lengths
+
+
+def fits(text: str, frames: int, table: TokenTable) -> bool:
+    """The table spells it and its frames hold the labels, a blank between repeats."""
+    try:
+        ids = table.encode(text)
+    except ValueError:
+        return False
+    repeats = sum(a == b for a, b in zip(ids, ids[1:], strict=False))
+    return 0 < len(ids) and len(ids) + repeats <= frames
+
+
+# --- evaluation ------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def greedy_wer(model: WhisperCTC, states: Sequence[torch.Tensor], texts: Sequence[str], freeze: int, table: TokenTable) -> tuple[float, float]:
+    was_training = model.training
+    model.eval()
+    pairs = []
+    order = np.argsort([s.shape[0] for s in states])
+    for start in range(0, len(order), 16):
+        idx = order[start : start + 16]
+        x, lengths = pad_states([states[i] for i in idx])
+        best = model.logits(model.encode(x, lengths, start=freeze)).argmax(-1).numpy()
+        for row, i in enumerate(idx):
+            hyp = table.decode([tok for tok, _ in ctc_segments(best[row, : int(lengths[row])], table.blank_id)])
+            pairs.append((texts[i], hyp))
+    model.train(was_training)
+    return error_rates(pairs)
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------------------
+def trained_state(model: WhisperCTC, freeze: int) -> dict[str, torch.Tensor]:
+    """The parameters this recipe changes: blocks from `freeze` on, the final LayerNorm and the head."""
+    return {k: v for k, v in model.state_dict().items() if k.startswith(("ln_post.", "head.")) or (k.startswith("blocks.") and int(k.split(".")[1]) >= freeze)}
+
+
+def load_checkpoint(path: Path, init: Path | None = None) -> WhisperCTC:
+    """A `WhisperCTC` from a checkpoint of this recipe: `init` (or the one it names) gives the frozen layers."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    config = WhisperCTCConfig(**saved["model_config"])
+    init = Path(init or saved["init"])
+    model = load_whisper_ctc(init, **{k: v for k, v in asdict(config).items() if k not in ("n_mels", "d_model", "n_heads", "max_frames")})
+    model.load_state_dict({k: v.float() for k, v in saved["model"].items()}, strict=False)
+    return model.eval()
+
+
+# --- the run ---------------------------------------------------------------------------------------------------------
+def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *, init: Path, config: TrainConfig, watch: dict[str, Sequence[Clip]] | None = None,
+             resume: bool = False, device: str = "cpu", echo: Callable[[str], None] = print) -> WhisperCTC:  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    table = ctc_letters()
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    saved: dict[str, Any] | None = None
+    if resume and last_path.is_file():
+        saved = torch.load(last_path, map_location="cpu", weights_only=False)
+        config = TrainConfig(**{**asdict(config), "freeze": saved["config"]["freeze"]})
+    model = load_whisper_ctc(init, n_tokens=len(table))
+    torch.manual_seed(config.seed)
+    torch.nn.init.normal_(model.head.weight, std=0.02)
+    torch.nn.init.zeros_(model.head.bias)
+    with torch.no_grad():
+        model.head.bias[table.blank_id] = 2.0  # CTC starts near all-blank, as trained models end
+    if saved is not None:
+        model.load_state_dict(saved["model"], strict=False)
+    freeze = config.freeze
+    for name, param in model.named_parameters():
+        param.requires_grad = name in trained_state(model, freeze)
+
+    watch = watch or {}
+    sets = {"train": list(train), **{f"dev:{k}": list(v) for k, v in dev.items()}, **{f"watch:{k}": list(v) for k, v in watch.items()}}
+    cached: dict[str, list[torch.Tensor]] = {}
+    for name, clips in sets.items():
+        unique = list({id(c.audio): c for c in clips}.values())  # a manifest listed twice shares its arrays
+        key = cache_key(init, freeze, unique)
+        states = frozen_states(model, unique, freeze, out / "cache" / f"{name.replace(':', '-')}-{key}", echo=echo)
+        by_audio = {id(c.audio): s for c, s in zip(unique, states, strict=True)}
+        cached[name] = [by_audio[id(c.audio)] for c in clips]
+    train_idx = [i for i, c in enumerate(sets["train"]) if fits(c.text, cached["train"][i].shape[0], table)]
+    seconds = sum(len(sets["train"][i].audio) for i in train_idx) / 16000
+    echo(f"{len(train_idx)} training clips ({seconds / 3600:.2f} h, {len(train) - len(train_idx)} dropped); "
+         f"training {sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f}M of {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")  # fmt: skip
+
+    model.to(resolve_device(device)).train()
+    # the fresh head learns faster than the pretrained layers; weight decay on matrices only
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in trained if not n.startswith("head.") and p.dim() >= 2], "weight_decay": config.weight_decay, "base_lr": config.lr},
+        {"params": [p for n, p in trained if not n.startswith("head.") and p.dim() < 2], "weight_decay": 0.0, "base_lr": config.lr},
+        {"params": [p for n, p in trained if n.startswith("head.")], "weight_decay": 0.0, "base_lr": config.head_lr},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
+    step, elapsed, best = 0, 0.0, math.inf
+    if saved is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+        step, elapsed, best = saved["step"], saved["elapsed"], saved["best"]
+        echo(f"resumed from {last_path} at step {step}, {elapsed / 60:.1f} min")
+    generator = torch.Generator().manual_seed(config.seed + step)
+    rng = np.random.default_rng(config.seed + step)
+    lengths = [cached["train"][i].shape[0] for i in train_idx]
+    batches = length_batches(lengths, max_samples=int(config.batch_seconds * 50), rng=rng, max_batch=config.max_batch)
+    dropout = torch.nn.Dropout(config.dropout)
+    ctc = torch.nn.CTCLoss(blank=table.blank_id, zero_infinity=True)
+
+    def checkpoint(path: Path, *, full: bool) -> None:
+        data = {"model": {k: (v if full else v.half()) for k, v in trained_state(model, freeze).items()}, "model_config": model.config.to_json(),
+                "init": str(init), "config": asdict(config), "step": step, "elapsed": elapsed, "best": best}  # fmt: skip
+        if full:
+            data["optimizer"] = optimizer.state_dict()
+        tmp = path.with_suffix(".tmp")
+        torch.save(data, tmp)
+        tmp.replace(path)
+
+    with (out / "log.jsonl").open("a") as log:
+
+        def record(entry: dict[str, Any], line: str) -> None:
+            echo(line)
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+
+        def run_eval() -> None:
+            nonlocal best
+            entry: dict[str, Any] = {"step": step, "minutes": round(elapsed / 60, 2)}
+            for name, clips in sets.items():
+                if name != "train":
+                    wer, cer = greedy_wer(model, cached[name], [c.text for c in clips], freeze, table)
+                    entry[name] = {"wer": round(wer, 2), "cer": round(cer, 2)}
+            score = float(np.mean([entry[f"dev:{k}"]["wer"] for k in dev])) if dev else -step
+            entry["score"] = round(score, 3)
+            record(entry, "eval " + json.dumps(entry))
+            if score < best:
+                best = score
+                checkpoint(best_path, full=False)
+
+        started = time.time() - elapsed
+        last_save, last_eval = time.time(), time.time()
+        losses: list[float] = []
+        lr = config.lr
+        while not run_finished(step=step, elapsed=elapsed, minutes=config.minutes, max_steps=config.max_steps):
+            idx = [train_idx[i] for i in next(batches)]
+            x, frames = pad_states([cached["train"][i] for i in idx])
+            x = dropout(spec_augment(x, frames, config, generator))
+            labels = [torch.tensor(table.encode(sets["train"][i].text)) for i in idx]
+            progress = schedule_progress(step=step, elapsed=elapsed, minutes=config.minutes, max_steps=config.max_steps)
+            scale = learning_rate(step=step, progress=progress, lr=1.0, warmup=config.warmup, final_lr_ratio=config.final_lr_ratio)
+            lr = config.lr * scale
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * scale
+            logp = torch.log_softmax(model.logits(model.encode(x, frames, start=freeze)), dim=-1)
+            loss = ctc(logp.transpose(0, 1), torch.cat(labels), frames, torch.tensor([len(t) for t in labels]))
+            optimizer.zero_grad(set_to_none=True)
+            if torch.isfinite(loss):
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.clip)
+                optimizer.step()
+                losses.append(loss.item())
+            step += 1
+            elapsed = time.time() - started
+            if step % config.log_every == 0 and losses:
+                record({"step": step, "minutes": round(elapsed / 60, 2), "loss": float(np.mean(losses)), "lr": lr},
+                       f"step {step} {elapsed / 60:.1f} min lr {lr:.2e} loss {np.mean(losses):.3f}")  # fmt: skip
+                losses = []
+            if time.time() - last_eval > config.eval_minutes * 60:
+                run_eval()
+                last_eval = time.time()
+            if time.time() - last_save > config.checkpoint_minutes * 60:
+                checkpoint(last_path, full=True)
+                last_save = time.time()
+        checkpoint(last_path, full=True)
+        run_eval()
+    return model.eval()
+
+
+# --- command line ----------------------------------------------------------------------------------------------------
+def set_name(path: Path) -> str:
+    """`data/test_an4.jsonl` -> test_an4; `data/kokoro/dev.jsonl` -> kokoro; `real_dev_lj/manifest.jsonl` -> real_dev_lj."""
+    return path.parent.name if path.stem in ("manifest", "dev", "train", "test") else path.stem
+
+
+def read_sets(paths: Sequence[Path], *, max_seconds: float, workers: int) -> dict[str, list[Clip]]:
+    return {set_name(path): load_clips([path], max_seconds=max_seconds, workers=workers) for path in paths}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m models.train.whisper_ctc", description=__doc__.splitlines()[0])
+    parser.add_argument("--init", type=Path, required=True, help="CTranslate2 Whisper model.bin (the pretrained encoder)")
+    parser.add_argument("--train", type=Path, nargs="+", required=True, help="JSONL manifests of {audio, text}; list one twice to weight it")
+    parser.add_argument("--dev", type=Path, nargs="*", default=[], help="manifests whose mean greedy WER chooses the best checkpoint")
+    parser.add_argument("--watch", type=Path, nargs="*", default=[], help="manifests scored in the log only")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--device", default="cpu", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--load-workers", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N clips of each training manifest (smoke runs)")
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="drop longer clips (the positional table holds 30 s)")
+    for name, value in asdict(TrainConfig()).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = TrainConfig(**{name: getattr(args, name) for name in asdict(TrainConfig())})
+    train = load_clips(list(args.train), max_seconds=args.max_seconds, limit=args.limit, workers=args.load_workers)
+    dev = read_sets(args.dev, max_seconds=args.max_seconds, workers=args.load_workers)
+    watch = read_sets(args.watch, max_seconds=args.max_seconds, workers=args.load_workers)
+    finetune(train, dev, args.out, init=args.init, config=config, watch=watch, resume=args.resume, device=args.device)
+
+
+if __name__ == "__main__":
+    main()
