@@ -130,7 +130,7 @@ def evaluate(argv: list[str] | None = None) -> None:
     def streamed(samples: np.ndarray) -> str:
         from app.asr.streaming import Stream, StreamOptions
 
-        model = bundle.models[options.precision or "fp32"]
+        model = bundle.model(options.precision)
         stream = Stream(recognizer, bundle, model, options, StreamOptions(interim_results=False))
         piece = max(1, int(args.stream * bundle.manifest.sample_rate / 1000))
         results = [r for start in range(0, len(samples), piece) for r in stream.accept(samples[start : start + piece])]

@@ -143,6 +143,52 @@ def _export_random_wav2letter(out: Path, *, tiny: bool) -> None:
                          exclude_first=1, op_types=("Conv", "MatMul", "Gemm"))  # as export_wav2letter quantizes
 
 
+WHISPER_CTC_BUNDLE = "whisper-ctc-base"  # the default Whisper-CTC bundle's directory under the models directory
+
+
+def whisper_ctc_bundle(models_dir: Path, cache: Path, *, tiny: bool) -> BuiltBundle:
+    """The default Whisper-CTC bundle (`models_dir/whisper-ctc-base`, else the first `whisper_ctc`
+    bundle there), or an untrained export of Whisper base's encoder: a random CTC head on the
+    pretrained encoder, the same compute. `tiny`: a random 1 x 64 model (tests).
+
+    Raises `FileNotFoundError` when a stand-in is needed and Whisper base's weights are not installed."""
+    if not tiny:
+        found = None
+        preferred = models_dir / WHISPER_CTC_BUNDLE
+        if (preferred / MANIFEST_NAME).is_file():
+            manifest = Manifest.load(preferred)
+            if manifest.kind == "acoustic" and manifest.architecture == "whisper_ctc":
+                found = BuiltBundle(preferred, manifest, True, str(preferred))
+        found = found or find_bundle(models_dir, "whisper_ctc")
+        if found is not None:
+            trained = found.manifest.source.get("kind") != "ctranslate2"  # an export of model.bin has an untrained head
+            note = f"{found.directory} ({'trained' if trained else 'untrained head: same compute'})"
+            return BuiltBundle(found.directory, found.manifest, trained, note)
+    out = cache / ("whisper-ctc-tiny" if tiny else "whisper-ctc-base-untrained")
+    if tiny:
+        note = "random WhisperCTCConfig(d_model=64, n_heads=2, n_layers=1) (tiny test size)"
+    else:
+        note = f"untrained stand-in: same compute (Whisper base's encoder, random CTC head; no whisper_ctc bundle in {models_dir})"
+    if not (out / MANIFEST_NAME).is_file():
+        _fresh(out)
+        if tiny:
+            import torch
+
+            from export.whisper_ctc import write_bundle
+            from models.whisper_ctc import WhisperCTC, WhisperCTCConfig
+
+            torch.manual_seed(0)
+            model = WhisperCTC(WhisperCTCConfig(d_model=64, n_heads=2, n_layers=1))
+            write_bundle(model, out, name="bench-whisper-ctc", description={"kind": "random"}, log=False)
+        else:
+            from export.whisper_ctc import export_whisper_ctc
+            from models.whisper_weights import model_dir
+
+            with quiet_root_logger():
+                export_whisper_ctc(model_dir("base") / "model.bin", out, name="bench-whisper-ctc", log=False)
+    return BuiltBundle(out, Manifest.load(out), False, note)
+
+
 def wav2vec2_bundle(cache: Path, *, tiny: bool, fp16: bool) -> BuiltBundle:
     """A random wav2vec 2.0 bundle: `Wav2Vec2Config()` (base: 12 x 768) with a 32-token CTC head."""
     label = "tiny" if tiny else "base"

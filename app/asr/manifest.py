@@ -33,9 +33,9 @@ from app.asr.tokens import TokenTable
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 Kind = Literal["acoustic", "lm", "punctuation"]
-Architecture = Literal["wav2letter", "wav2vec2", "transformer_xl", "punctuation_tagger"]
+Architecture = Literal["wav2letter", "wav2vec2", "whisper_ctc", "transformer_xl", "punctuation_tagger"]
 KINDS: tuple[str, ...] = ("acoustic", "lm", "punctuation")
-ARCHITECTURES: tuple[str, ...] = ("wav2letter", "wav2vec2", "transformer_xl", "punctuation_tagger")
+ARCHITECTURES: tuple[str, ...] = ("wav2letter", "wav2vec2", "whisper_ctc", "transformer_xl", "punctuation_tagger")
 Criterion = Literal["ctc", "asg"]
 Precision = Literal["fp32", "int8", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "int8", "fp16")
@@ -148,6 +148,7 @@ class Manifest:
     context: Literal["exact", "full"] = "exact"
     input_normalize: bool = False  # zero-mean unit-variance per utterance, done in the graph
     min_samples: int = 400  # shortest input the graph accepts (the runtime pads up to it)
+    max_samples: int | None = None  # longest input the graph accepts (a positional table); the runtime windows longer ones to fit
     side_files: dict[str, FileEntry] = field(default_factory=dict)
     decoding: DecodingDefaults = field(default_factory=DecodingDefaults)
     parity: dict[str, Any] = field(default_factory=dict)
@@ -155,6 +156,7 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)  # architecture details (LM sizes ...)
     punctuation: PunctuationSpec | None = None  # kind "punctuation" only
     streaming: StreamingSpec | None = None  # acoustic graphs that also stream with per-layer caches
+    default: bool = False  # acoustic: served to requests that name no model (app.asr.recognizer.pick_default)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -210,7 +212,9 @@ class Manifest:
             for name in (self.punctuation.vocabulary, self.punctuation.known_forms):
                 if name not in {entry.path for entry in self.side_files.values()}:
                     raise ManifestError(f"punctuation side file {name!r} is not listed in side_files")
-        elif not self.files or "fp32" not in self.files:
+        elif self.kind == "acoustic" and not {"fp32", "int8"} & set(self.files):
+            raise ManifestError("manifest lists neither an fp32 nor an int8 ONNX file")  # int8 alone: a bundle ships what the server runs
+        elif self.kind != "acoustic" and "fp32" not in self.files:
             raise ManifestError("manifest lists no fp32 ONNX file")
         for precision in self.files:
             if precision not in PRECISIONS:
@@ -224,6 +228,8 @@ class Manifest:
                 raise ManifestError("an ASG bundle must name its transitions file")
             if self.frame_stride <= 0 or self.receptive_field <= 0 or self.sample_rate <= 0:
                 raise ManifestError("frame_stride, receptive_field and sample_rate must be positive")
+            if self.max_samples is not None and self.max_samples < max(self.min_samples, self.receptive_field):
+                raise ManifestError(f"max_samples {self.max_samples} is below min_samples / receptive_field")
             if self.streaming is not None and self.context != "exact":
                 raise ManifestError("only exact-context bundles stream with caches (streaming needs context 'exact')")
 

@@ -59,7 +59,7 @@ class DecodeOptions(BaseModel):
     hotwords: tuple[str, ...] = Field(
         (), description=f"words or phrases to favour, each optionally 'phrase:boost' (comma-separated in a string); at most {MAX_HOTWORDS}, "
                         f"{MAX_HOTWORD_CHARS} characters each, {MAX_HOTWORDS_CHARS} in all")  # fmt: skip
-    precision: Literal["fp32", "int8", "fp16"] | None = Field(None, description="acoustic graph precision; default fp32")
+    precision: Literal["fp32", "int8", "fp16"] | None = Field(None, description="acoustic graph precision; default fp32 (int8 where a bundle ships only int8)")
     punctuate: bool | None = Field(None, description="punctuation and casing in text, n-best and stream finals (partials stay raw; raw_text keeps "
                                    "the normalised words); default: on when a punctuation bundle is loaded")
     itn: bool | None = Field(None, description="spoken numbers written as digits ('twenty five percent' -> '25%'); default: as punctuate")
@@ -155,7 +155,7 @@ class ResolvedOptions:
 def resolve(options: DecodeOptions, bundle: AcousticBundle) -> ResolvedOptions:
     """Fill `options` from the bundle's decoding defaults; `InvalidOption` for what the bundle cannot do."""
     defaults = bundle.manifest.decoding
-    precision = options.precision or "fp32"
+    precision = options.precision or bundle.default_precision
     if precision not in bundle.models:
         raise InvalidOption(f"model {bundle.name!r} has no {precision} graph; it has {sorted(bundle.models)}")
     if options.vtln is False:

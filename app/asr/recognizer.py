@@ -91,11 +91,18 @@ Segments = list[tuple[int, tuple[int, int]]]  # merged label, (first frame, end 
 SEGMENT_FRAMES = 1000  # a rescored recording is decoded in pieces of at most this many frames
 
 
+def pick_default(bundles: BundleSet) -> str | None:
+    """The model a request that names none gets (unless `ASR_DEFAULT_MODEL` says): the first bundle, by
+    name, whose manifest says `default`; else the first by name."""
+    marked = sorted(name for name, b in bundles.acoustic.items() if b.manifest.default)
+    return next(iter(marked or sorted(bundles.acoustic)), None)
+
+
 class Recognizer:
     def __init__(self, bundles: BundleSet, *, default_model: str | None = None, threads: int = 1) -> None:
         self.bundles = bundles
         self.threads = threads
-        self.default_model = default_model if default_model in bundles.acoustic else next(iter(sorted(bundles.acoustic)), None)
+        self.default_model = default_model if default_model in bundles.acoustic else pick_default(bundles)
         self._resources: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self.punctuator = next((bundles.punctuation[name] for name in sorted(bundles.punctuation)), None)

@@ -93,11 +93,12 @@ class FrameGeometry:
     right_pad: int
     exact: bool
     min_samples: int
+    max_samples: int | None = None  # longest input one run may take (a positional table's reach); None: any
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> FrameGeometry:
         return cls(manifest.frame_stride, manifest.receptive_field, manifest.left_pad, manifest.right_pad,
-                   manifest.context == "exact", manifest.min_samples)
+                   manifest.context == "exact", manifest.min_samples, manifest.max_samples)
 
     def frames(self, padded_samples: int) -> int:
         """Output frames for a padded input of `padded_samples` samples."""
@@ -116,8 +117,13 @@ class AcousticModel:
     def __init__(self, session: ort.InferenceSession, geometry: FrameGeometry, *, window_frames: int = 1500, overlap_frames: int = 150) -> None:
         self.session = session
         self.geometry = geometry
-        self.window_frames = window_frames
         self.overlap_frames = 0 if geometry.exact else overlap_frames
+        if geometry.max_samples is not None:  # a window with its overlap on both sides must fit in one run
+            fits = geometry.frames(geometry.max_samples) - 2 * self.overlap_frames
+            if fits < 1:
+                raise ValueError(f"max_samples {geometry.max_samples} leaves no room for a window with {self.overlap_frames} frames of overlap each side")
+            window_frames = min(window_frames, fits)
+        self.window_frames = window_frames
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
         self.long_runs = threading.Lock()  # runs of SHRINK_FROM_SAMPLES or more take turns (see there)
@@ -155,7 +161,8 @@ class AcousticModel:
         `progress` is called with the share of the input (0..1) each window covered."""
         padded = self.pad(samples)
         total = self.geometry.frames(len(padded))
-        if total <= self.window_frames + 2 * self.overlap_frames:
+        limit = self.geometry.max_samples
+        if total <= self.window_frames + 2 * self.overlap_frames and (limit is None or len(padded) <= limit):
             out = self.run(padded[None])[0]
             return out[:total] if self.geometry.exact else out  # full-context graphs may pad inside
         pieces = []

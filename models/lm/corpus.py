@@ -177,6 +177,7 @@ def read_manifest_texts(path: Path) -> list[str]:
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:
     """One line each; gzip-compressed when the name ends in `.gz` (reproducibly: no name or time in the header)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".gz":
         with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as packed:
             packed.write("".join(line + "\n" for line in lines).encode("utf-8"))

@@ -67,6 +67,7 @@ def test_server_keeps_serving_and_reports_failures(broken_dir: Path, settings) -
 def test_manifest_validation_messages(models_dir: Path) -> None:
     data = json.loads((models_dir / "tiny-asg" / "manifest.json").read_text())
     for change, message in (({"criterion": "rnnt"}, "unknown criterion"), ({"kind": "vision"}, "unknown kind"),
-                            ({"files": {}}, "no fp32"), ({"transitions": None}, "transitions file")):
+                            ({"files": {}}, "neither an fp32 nor an int8"), ({"files": {"fp16": data["files"]["fp32"]}}, "neither an fp32 nor an int8"),
+                            ({"transitions": None}, "transitions file")):
         with pytest.raises(ManifestError, match=message):
             Manifest.from_json({**data, **change})

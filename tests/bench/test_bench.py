@@ -24,7 +24,7 @@ pytest.importorskip("websockets")
 from bench.inputs import synthetic_emissions  # noqa: E402  (the benchmark's own generator is what this tests)
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("acoustic", "overhead", "throughput", "decoders", "streaming", "memory", "punctuation")
+SECTIONS = ("acoustic", "overhead", "throughput", "decoders", "streaming", "memory", "punctuation", "whisper")
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -53,7 +53,8 @@ def test_plot_and_table(results: dict) -> None:
     png = Path(results["png"])
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = results["table"]
-    for heading in ("1. acoustic", "2. POST", "3. throughput", "4. decoders", "5. streaming", "6. server memory", "targets"):
+    headings = ("1. acoustic", "2. POST", "3. throughput", "4. decoders", "5. streaming", "6. server memory", "8. Whisper-CTC")
+    for heading in (*headings, "targets"):
         assert heading in text
 
 
