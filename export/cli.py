@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     wh.add_argument("--precisions", nargs="+", default=["int8"], choices=["fp32", "int8"], help="graphs to ship (default: int8, what the server runs)")
     wh.add_argument("--dev", type=Path, help="JSONL manifest of real speech: int8 must keep 97%% of fp32's greedy words on it")
     wh.add_argument("--dev-limit", type=int, default=60)
+    wh.add_argument("--min-agreement", type=float, default=0.97, help="share of fp32's greedy dev words int8 must keep")
     wh.add_argument("--decoding", type=Path, help="JSON file of decoding defaults (beam size, LM weight ...)")
     wh.add_argument("--lm", type=Path, help="n-gram LM to ship in the bundle (ARPA or KenLM binary; needs --lexicon)")
     wh.add_argument("--lexicon", type=Path, help="lexicon to ship in the bundle")
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
             decoding = DecodingDefaults(**json.loads(args.decoding.read_text())) if args.decoding else None
             manifest = export_whisper_ctc(args.checkpoint, args.out, init=args.init, name=args.name, precisions=args.precisions, dev=args.dev,
-                                          dev_limit=args.dev_limit, decoding=decoding, default=args.default)
+                                          dev_limit=args.dev_limit, decoding=decoding, default=args.default,
+                                          min_agreement=args.min_agreement)
             if args.lm or args.lexicon:
                 manifest = attach_decoding_files(args.out, lm=args.lm, lexicon=args.lexicon)
         elif args.source == "wav2vec2":

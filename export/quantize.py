@@ -16,9 +16,10 @@ import numpy as np
 
 
 def quantize_int8(source: Path, target: Path, *, exclude_first: int = 0,
-                  op_types: Sequence[str] | None = ("Conv", "MatMul", "Gemm")) -> Path:  # fmt: skip
+                  op_types: Sequence[str] | None = ("Conv", "MatMul", "Gemm"), per_channel: bool = False) -> Path:  # fmt: skip
     """Dynamic int8 quantization of weights (activations stay float); the first `exclude_first` nodes of
-    `op_types` stay float. `op_types=None`: every op type ONNX Runtime quantizes dynamically."""
+    `op_types` stay float. `op_types=None`: every op type ONNX Runtime quantizes dynamically.
+    `per_channel`: one scale per output channel instead of per tensor (transformers keep more of fp32's words)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     exclude: list[str] = []
@@ -28,7 +29,7 @@ def quantize_int8(source: Path, target: Path, *, exclude_first: int = 0,
         assert op_types is not None, "exclude_first counts nodes of the op_types given"
         exclude = [node.name for node in onnx.load(str(source)).graph.node if node.op_type in op_types][:exclude_first]
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types) if op_types else None,
-                     nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True})
+                     nodes_to_exclude=exclude, per_channel=per_channel, extra_options={"MatMulConstBOnly": True})
     return target
 
 

@@ -38,7 +38,7 @@ from models.whisper_ctc import FRAME_STRIDE, N_FFT, WhisperCTC
 PARITY_LENGTHS = (1600, 7123, 32000, 80000, 320000)  # 0.1 s to 20 s, one not a multiple of the stride
 PARITY_BATCHES = (1, 2)
 MAX_INT8_CHANGED = 0.10  # greedy frames on the synthetic test waveforms: near ties there, so loose; real speech decides (below)
-MIN_INT8_WORD_AGREEMENT = 0.97  # words of fp32's greedy transcripts int8 keeps, on real speech
+MIN_INT8_WORD_AGREEMENT = 0.97  # words of fp32's greedy transcripts int8 keeps, on real speech (`min_agreement`)
 LICENSE_FILE = "LICENSE-whisper.txt"
 WHISPER_LICENSE = """The encoder weights of this bundle derive from OpenAI's Whisper (https://github.com/openai/whisper),
 converted to CTranslate2 by SYSTRAN (faster-whisper) and fine-tuned with a CTC head by this project.
@@ -120,7 +120,7 @@ def export_whisper_ctc(source: Path, out: Path, *, init: Path | None = None, **o
 
 def write_bundle(model: WhisperCTC, out: Path, *, description: dict[str, Any], name: str | None = None, precisions: Sequence[str] = ("int8",),
                  dev: Path | None = None, dev_limit: int = 60, decoding: DecodingDefaults | None = None, default: bool = False,
-                 log: bool = True) -> Manifest:  # fmt: skip
+                 min_agreement: float = MIN_INT8_WORD_AGREEMENT, log: bool = True) -> Manifest:  # fmt: skip
     """Export `model`, check every graph, and write the bundle with the precisions asked for."""
     unknown = set(precisions) - {"fp32", "int8"}
     if unknown or not precisions:
@@ -147,8 +147,10 @@ def write_bundle(model: WhisperCTC, out: Path, *, description: dict[str, Any], n
         from export.quantize import quantize_int8, quiet_root_logger
 
         int8_path = out / "model.int8.onnx"
-        with quiet_root_logger():  # the DFT convolution and mel projection stay float: the spectrum's range needs it
-            quantize_int8(fp32_path, int8_path, exclude_first=2)
+        # float: the DFT convolution and mel projection (the spectrum's range needs it) and the two stem convolutions;
+        # per-channel scales: on an early checkpoint they kept 92.5% of fp32's greedy words against 87.6% per tensor
+        with quiet_root_logger():
+            quantize_int8(fp32_path, int8_path, exclude_first=4, per_channel=True)
         # an untrained head's outputs are near ties, so its greedy agreement says nothing: reported, not enforced
         trained = description["kind"] != "ctranslate2"
         q = check_quantized(fp32_path, int8_path, inputs, max_changed=MAX_INT8_CHANGED if trained else 1.0)
@@ -163,8 +165,8 @@ def write_bundle(model: WhisperCTC, out: Path, *, description: dict[str, Any], n
             report["int8"] |= {"dev": dev.parent.name if dev.stem == "manifest" else dev.stem, "dev_clips": len(waves), "word_agreement": round(1 - change / 100, 4),
                                "dev_greedy_wer_fp32": round(fp32_wer, 2), "dev_greedy_wer_int8": round(int8_wer, 2)}  # fmt: skip
             _say(log, f"int8 vs fp32 greedy transcripts on {len(waves)} dev clips: {100 * (1 - change / 100):.2f}% of words agree (WER fp32 {fp32_wer:.2f}, int8 {int8_wer:.2f})")
-            if trained and 1 - change / 100 < MIN_INT8_WORD_AGREEMENT:
-                raise ParityError(f"int8 keeps only {100 - change:.1f}% of fp32's words on {dev}, under {100 * MIN_INT8_WORD_AGREEMENT:.0f}%")
+            if trained and 1 - change / 100 < min_agreement:
+                raise ParityError(f"int8 keeps only {100 - change:.1f}% of fp32's words on {dev}, under {100 * min_agreement:.0f}%")
         files["int8"] = int8_path.name
     if "fp32" in precisions:
         files["fp32"] = fp32_path.name

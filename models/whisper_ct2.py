@@ -11,7 +11,7 @@ has no API that hands its weights back. The format is the serialisation of ctran
 
 where a string is a u16 length (with the trailing NUL), the bytes and a NUL, and dtype ids are
 0 f32, 1 i8, 2 i16, 3 i32, 4 f16, 5 bf16. The check that this is right is against ctranslate2
-itself (`tests/models/test_whisper_ct2.py` and `scripts/check_whisper_encoder.py`).
+itself (`tests/models/test_whisper_ctc.py` on a tiny converted model, `scripts/check_whisper_encoder.py` on the real weights).
 """
 
 from __future__ import annotations

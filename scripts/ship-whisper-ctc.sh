@@ -12,5 +12,5 @@ py=.venv/bin/python
 init="$($py -m models.whisper_weights base)/model.bin"
 [ -f data/real_more/dev.jsonl ] || $py scripts/split_shared_speech.py
 .venv/bin/asr-export whisper "$ckpt" --init "$init" -o "$out" --default --dev data/real_more/dev.jsonl --dev-limit 111 \
-  --decoding scripts/whisper-ctc-decoding.json --lm runs/lm/o3_p023_v100k/lm.klm --lexicon runs/lm/ship/lexicon.txt.gz
+  --min-agreement "${MIN_AGREEMENT:-0.97}" --decoding scripts/whisper-ctc-decoding.json --lm runs/lm/o3_p023_v100k/lm.klm --lexicon runs/lm/ship/lexicon.txt.gz
 .venv/bin/asr-export tune "$out" --dev data/real_more/dev.jsonl --txl models/bundles/txl-char --beam-size 64 --limit 111 --write

@@ -19,7 +19,11 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transla
                   "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>")  # fmt: skip
 TEXT_TOKENS = tuple(" abcdefghijklmnopqrstuvwxyz'")
 VOCAB_SIZE = 48  # the rest are timestamp tokens, as the converter writes them
-TINY = {"d_model": 64, "encoder_layers": 2, "encoder_attention_heads": 4}  # 4 heads: not d_model // 64, so it must be read
+TINY = {
+    "d_model": 64,
+    "encoder_layers": 2,
+    "encoder_attention_heads": 4,
+}  # 4 heads: not d_model // 64, so it must be read
 
 
 class StandInTokenizer:
@@ -97,5 +101,7 @@ def tones(seconds: float, *, seed: int = 0, rate: int = 16000) -> np.ndarray:
     wave = 0.02 * rng.standard_normal(n)
     for _ in range(3):
         f0, glide, am = rng.uniform(150, 2500), rng.uniform(-200, 200), rng.uniform(1, 6)
-        wave += rng.uniform(0.03, 0.1) * np.sin(2 * np.pi * (f0 + glide * t) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * am * t))
+        wave += (
+            rng.uniform(0.03, 0.1) * np.sin(2 * np.pi * (f0 + glide * t) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * am * t))
+        )
     return wave.astype(np.float32)

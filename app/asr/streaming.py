@@ -92,6 +92,15 @@ class Stream:
         self.graph_state: GraphState | None = self.graph.new_state() if self.graph is not None else None
 
     @property
+    def _reach(self) -> int:
+        """Most frames one window may commit: with its left context and look-ahead it must fit in one run
+        (a positional table's length, `max_samples`); unbounded for graphs without such a limit."""
+        limit = self.model.geometry.max_samples
+        if limit is None:
+            return self.model.window_frames
+        return max(self.model.geometry.frames(limit) - self.left_context - self.right_context - 1, 1)
+
+    @property
     def utterance_frames(self) -> int:
         return sum(len(e) for e in self.emissions)
 
@@ -165,7 +174,7 @@ class Stream:
             # Never run past max_utterance inside one window: a client that sends a minute at once
             # still gets finals no longer than it asked for.
             room = max(self._max_utterance_frames - self.utterance_frames, 1)
-            step = min(target, self.committed + self.model.window_frames, self.committed + room)
+            step = min(target, self.committed + self.model.window_frames, self.committed + room, self.committed + self._reach)
             self._compute(step, available)
             results.extend(self._check_endpoint())
         if self.stream_options.interim_results and self.utterance_frames and not final:
@@ -193,7 +202,7 @@ class Stream:
         """Commit frames `[committed, target)`; drop input no later window needs."""
         geometry = self.model.geometry
         lo = max(self.committed - self.left_context, 0)
-        hi = available if not geometry.exact else target
+        hi = target if geometry.exact else min(available, target + self.right_context)  # look-ahead beyond `target` only
         start, end = geometry.span(lo, hi)
         window = self.buffer[start - self.offset : end - self.offset]
         frames = self.model.run(window[None])[0]

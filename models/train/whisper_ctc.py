@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--load-workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="only the first N clips of each training manifest (smoke runs)")
-    parser.add_argument("--max-seconds", type=float, default=30.0, help="drop longer clips (the positional table holds 30 s)")
+    parser.add_argument("--max-seconds", type=float, default=29.9, help="drop longer clips (the positional table holds just under 30 s)")
     for name, value in asdict(TrainConfig()).items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     return parser

@@ -79,7 +79,9 @@ def test_log_mel_of_padded_rows_equals_each_row_alone() -> None:
     assert padded.shape == (4, 80, WhisperLogMel.frames(max(lengths)))
     for i, row in enumerate(rows):
         alone = log_mel(frontend, row)[0]
-        np.testing.assert_allclose(padded[i, :, : alone.shape[1]], alone, atol=1e-5, err_msg=f"row {i} ({lengths[i]} samples)")
+        np.testing.assert_allclose(
+            padded[i, :, : alone.shape[1]], alone, atol=1e-5, err_msg=f"row {i} ({lengths[i]} samples)"
+        )
 
 
 def test_lengths_keep_what_follows_a_row_out_of_its_clamp() -> None:
@@ -88,7 +90,8 @@ def test_lengths_keep_what_follows_a_row_out_of_its_clamp() -> None:
     n = 16000
     row = with_silence(tones(n / 16000, seed=5))
     noise = np.random.default_rng(0).uniform(-1, 1, 8000).astype(np.float32)
-    batch = np.stack([np.concatenate([row, np.zeros(200, np.float32), noise]), np.concatenate([noise, row, np.zeros(200, np.float32)])])
+    gap = np.zeros(200, np.float32)
+    batch = np.stack([np.concatenate([row, gap, noise]), np.concatenate([noise, row, gap])])
     frontend = WhisperLogMel()
     alone = log_mel(frontend, row)[0]
     masked = log_mel(frontend, batch, [n, batch.shape[1]])[0]
@@ -139,12 +142,13 @@ def test_chunked_outputs_are_final_once_their_chunk_is_in() -> None:
         changed_later, changed_first = model.encode(later, lengths), model.encode(first, lengths)
     torch.testing.assert_close(changed_later[:, :8], base[:, :8], atol=1e-6, rtol=0)
     assert float((changed_later[:, 8:] - base[:, 8:]).abs().max()) > 1e-3
-    assert float((changed_first[:, 8:12] - base[:, 8:12]).abs().max()) > 1e-3  # chunk 2 <- chunk 1 <- chunk 0: two layers
+    # chunk 2 sees chunk 1, which saw chunk 0 one layer down
+    assert float((changed_first[:, 8:12] - base[:, 8:12]).abs().max()) > 1e-3
     torch.testing.assert_close(changed_first[:, 12:], base[:, 12:], atol=1e-6, rtol=0)  # chunk 3 is three chunks away
 
 
 # --- frame counts ------------------------------------------------------------------------------------------------------
-LENGTHS = [400, 401, 479, 480, 481, 559, 560, 639, 640, 641, 799, 800, 801, 12345, 16000, 16159, 16160, 16319, 16320, 48000]
+LENGTHS = [400, 401, 479, 480, 481, 559, 560, 639, 640, 641, 799, 800, 801, 12345, 16000, 16159, 16160, 16319, 16320, 48000]  # fmt: skip
 
 
 def test_output_frames_is_what_forward_returns() -> None:
@@ -162,7 +166,8 @@ def test_output_frames_is_what_forward_returns() -> None:
         batch[i, :n] = torch.from_numpy(tones(n / 16000, seed=n))
     with torch.no_grad():
         logp, out_lengths = model(batch, lengths)
-    assert out_lengths.tolist() == [WhisperCTC.output_frames(n) for n in lengths.tolist()] == WhisperCTC.output_frames(lengths).tolist()
+    expected = [WhisperCTC.output_frames(n) for n in lengths.tolist()]
+    assert out_lengths.tolist() == expected == WhisperCTC.output_frames(lengths).tolist()
     assert logp.shape[1] == WhisperCTC.output_frames(48000)
 
 
@@ -192,8 +197,12 @@ def hf_encoder_weights(hf: object) -> dict[str, np.ndarray]:
         out |= {
             f"{p}/self_attention/layer_norm/gamma": a(layer.self_attn_layer_norm.weight),
             f"{p}/self_attention/layer_norm/beta": a(layer.self_attn_layer_norm.bias),
-            f"{p}/self_attention/linear_0/weight": a(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])),
-            f"{p}/self_attention/linear_0/bias": a(torch.cat([attn.q_proj.bias, torch.zeros_like(attn.q_proj.bias), attn.v_proj.bias])),
+            f"{p}/self_attention/linear_0/weight": a(
+                torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])
+            ),
+            f"{p}/self_attention/linear_0/bias": a(
+                torch.cat([attn.q_proj.bias, torch.zeros_like(attn.q_proj.bias), attn.v_proj.bias])
+            ),
             f"{p}/self_attention/linear_1/weight": a(attn.out_proj.weight),
             f"{p}/self_attention/linear_1/bias": a(attn.out_proj.bias),
             f"{p}/ffn/layer_norm/gamma": a(layer.final_layer_norm.weight),
@@ -215,7 +224,9 @@ def test_read_ct2_holds_the_hugging_face_weights(model_bin: Path, hf_whisper: ob
         assert ct2.get(name).shape == value.shape, name
         np.testing.assert_array_equal(ct2.get(name), value, err_msg=name)
     decoder = hf_whisper.model.decoder  # type: ignore[attr-defined]
-    np.testing.assert_array_equal(ct2.get("decoder/projection/weight"), decoder.embed_tokens.weight.detach().numpy())  # an alias
+    np.testing.assert_array_equal(
+        ct2.get("decoder/projection/weight"), decoder.embed_tokens.weight.detach().numpy()
+    )  # an alias
     encoder_only = read_ct2(model_bin, prefix="encoder/")
     assert set(encoder_only.variables) == {k for k in ct2.variables if k.startswith("encoder/")} >= set(expected)
 
@@ -230,7 +241,9 @@ def test_encoder_matches_ctranslate2(model_bin: Path) -> None:
     """`ln_post(encode(stem(mel)))` against `ctranslate2.models.Whisper.encode` on the 30 s input it takes."""
     model = load_whisper_ctc(model_bin).eval()
     wave = tones(3.3, seed=7)
-    mel = FeatureExtractor()(np.pad(wave, (0, 16000 * 30 - len(wave))))[:, :3000].astype(np.float32)  # as faster-whisper feeds it
+    mel = FeatureExtractor()(np.pad(wave, (0, 16000 * 30 - len(wave))))[:, :3000].astype(
+        np.float32
+    )  # as faster-whisper feeds it
     whisper = ctranslate2.models.Whisper(str(model_bin.parent), device="cpu", intra_threads=1)
     reference = np.array(whisper.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None]))))[0]
     with torch.no_grad():
@@ -251,7 +264,9 @@ def test_load_keeps_the_first_layers_and_a_fresh_head(model_bin: Path) -> None:
 
 
 @pytest.mark.parametrize(("quantization", "dtype"), [("float16", torch.float16), ("bfloat16", torch.bfloat16)])
-def test_half_precision_conversions_read_as_rounded(hf_whisper: object, model_bin: Path, tmp_path: Path, quantization: str, dtype: torch.dtype) -> None:
+def test_half_precision_conversions_read_as_rounded(
+    hf_whisper: object, model_bin: Path, tmp_path: Path, quantization: str, dtype: torch.dtype
+) -> None:
     """The published conversions are float16; bfloat16 has its own dtype id in the format."""
     path = write_ct2_whisper(tmp_path / quantization, hf_whisper, quantization=quantization)
     ct2 = read_ct2(path, prefix="encoder/")

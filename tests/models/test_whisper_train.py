@@ -96,8 +96,13 @@ def test_first_run_logs_checkpoints_and_caches(first: Run) -> None:
     assert (first.out / "last.pt").is_file() and (first.out / "best.pt").is_file()
     assert first.last["step"] == 3 and first.last["config"]["freeze"] == FREEZE and "optimizer" in first.last
     names = set(first.last["model"])
-    assert names and all(n.startswith(("blocks.1.", "ln_post.", "head.")) for n in names)  # the frozen layer is not saved
-    assert {n.split("/")[1].split("-")[0] for n in first.cache} == {"train", "dev"} and "cached 4/4 clips" in first.printed
+    assert names and all(
+        n.startswith(("blocks.1.", "ln_post.", "head.")) for n in names
+    )  # the frozen layer is not saved
+    assert {n.split("/")[1].split("-")[0] for n in first.cache} == {
+        "train",
+        "dev",
+    } and "cached 4/4 clips" in first.printed
 
 
 def test_cache_holds_the_frozen_layers_outputs(first: Run) -> None:
