@@ -177,7 +177,7 @@ def write_bundle(model: WhisperCTC, out: Path, *, description: dict[str, Any], n
     manifest = Manifest(
         name=name or out.name, kind="acoustic", architecture="whisper_ctc", tokens=ctc_letters(), files={}, criterion="ctc",
         sample_rate=16000, frame_stride=FRAME_STRIDE, receptive_field=N_FFT, left_pad=0, right_pad=0, context="full", input_normalize=False,
-        min_samples=N_FFT, max_samples=max_samples(c.max_frames), decoding=decoding or DecodingDefaults(), parity=report, source=describe_source(**{k: v for k, v in description.items() if k != "train_config"}),
+        min_samples=N_FFT, max_samples=max_samples(c.max_frames), decoding=decoding or DecodingDefaults(), default=default, parity=report, source=describe_source(**{k: v for k, v in description.items() if k != "train_config"}),
         extra={"config": c.to_json(), "frontend": {"kind": "whisper_log_mel", "n_fft": N_FFT, "hop": 160, "n_mels": c.n_mels, "mel": "slaney", "log": "log10, max - 8, (x + 4) / 4"},
                "emissions": "log_softmax", "license": LICENSE_FILE, "train_config": description.get("train_config")},
     )  # fmt: skip
