@@ -185,3 +185,28 @@ def test_an_int8_only_bundle_has_no_fp32_to_ask_for(whisper_client: TestClient) 
     assert 400 <= r.status_code < 500 and "int8" in r.json()["error"]["message"]
     r = whisper_client.post("/v1/transcribe", params={"model": CT2_NAME, "precision": "int8"}, content=wav)
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("piece", [320, 4000, 48000])
+def test_stream_finals_are_their_utterances_decoded_whole(bundle: AcousticBundle, served: Path, piece: int) -> None:
+    """Full-context streams: partials come from the sliding window, but each final is its utterance's audio
+    run again in one pass and decoded, which is what a file of that utterance gives (`whole_finals`)."""
+    from app.asr.recognizer import Recognizer
+    from app.asr.streaming import Stream, StreamOptions
+
+    recognizer = Recognizer(load_bundles(served, threads=1), default_model=NAME)
+    acoustic = recognizer.bundle(NAME).models["fp32"]
+    audio = speechlike(5.0, seed=4)
+    options = DecodeOptions(decoder="greedy", vtln=False)
+    stream = Stream(recognizer, recognizer.bundle(NAME), acoustic, options, StreamOptions(endpoint_silence=1e9, max_utterance=1.5))
+    results = [r for start in range(0, len(audio), piece) for r in stream.accept(audio[start : start + piece])] + stream.finish()
+    finals = [r for r in results if r.kind == "final"]
+    assert len(finals) >= 3 and any(r.kind == "partial" for r in results)
+    frame = acoustic.geometry.stride / 16000
+    for r in finals:
+        a, b = round(r.start / frame), round(r.end / frame)
+        first, end = acoustic.geometry.span(a, b)
+        alone = acoustic.emissions(audio[first:end])[: b - a]
+        expected = recognizer.decode(recognizer.bundle(NAME), alone, options, duration=(b - a) * frame, frame_offset=a)
+        assert r.transcript is not None and r.transcript.text == expected.text and r.transcript.words == expected.words
+    assert finals[-1].end == pytest.approx(len(audio) / 16000, abs=0.05)
