@@ -47,7 +47,9 @@ class StreamOptions:
     # columns runs at half the speed of one of 16 or more), so a stream costs half as much for 160 ms more wait at most
     cached_chunk_frames: int = 16
     left_context: int = 200  # full-context models: frames of history each window sees
-    right_context: int = 40  # full-context models: look-ahead frames before a frame is committed
+    # full-context models: look-ahead frames before a frame is committed (0.6 s: the first partial comes within a second
+    # of speech; finals do not depend on it when `whole_finals` decodes each utterance again in one pass)
+    right_context: int = 30
     endpoint_silence: float = 0.6  # seconds of blank/separator frames that end an utterance
     max_utterance: float = 20.0  # seconds: an utterance is cut into a final after this long
     interim_results: bool = True

@@ -174,7 +174,7 @@ def load_checkpoint(path: Path, init: Path | None = None) -> WhisperCTC:
 
 # --- the run ---------------------------------------------------------------------------------------------------------
 def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *, init: Path, config: TrainConfig, watch: dict[str, Sequence[Clip]] | None = None,
-             resume: bool = False, device: str = "cpu", echo: Callable[[str], None] = print) -> WhisperCTC:  # fmt: skip
+             resume: bool = False, start: Path | None = None, device: str = "cpu", echo: Callable[[str], None] = print) -> WhisperCTC:  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     table = ctc_letters()
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -190,6 +190,9 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
         model.head.bias[table.blank_id] = 2.0  # CTC starts near all-blank, as trained models end
     if saved is not None:
         model.load_state_dict(saved["model"], strict=False)
+    elif start is not None:  # a new run from an earlier run's weights (e.g. the shipped models/checkpoints/whisper-ctc-base.fp16.pt)
+        model.load_state_dict({k: v.float() for k, v in torch.load(start, map_location="cpu", weights_only=False)["model"].items()}, strict=False)
+        echo(f"starting from the weights of {start}")
     freeze = config.freeze
     for name, param in model.named_parameters():
         param.requires_grad = name in trained_state(model, freeze)
@@ -316,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--watch", type=Path, nargs="*", default=[], help="manifests scored in the log only")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--start", type=Path, help="a new run from the trained layers of a best.pt (fresh optimizer and schedule)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--load-workers", type=int, default=2)
@@ -333,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     train = load_clips(list(args.train), max_seconds=args.max_seconds, limit=args.limit, workers=args.load_workers)
     dev = read_sets(args.dev, max_seconds=args.max_seconds, workers=args.load_workers)
     watch = read_sets(args.watch, max_seconds=args.max_seconds, workers=args.load_workers)
-    finetune(train, dev, args.out, init=args.init, config=config, watch=watch, resume=args.resume, device=args.device)
+    finetune(train, dev, args.out, init=args.init, config=config, watch=watch, resume=args.resume, start=args.start, device=args.device)
 
 
 if __name__ == "__main__":
