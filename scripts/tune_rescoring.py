@@ -29,7 +29,7 @@ from app.asr.text import normalize_text
 from export.tune import NbestScores, rescored_texts
 from models.train.manifest import read_manifest
 
-SETS = {"lj": "../shared/data/real_dev_lj/manifest.jsonl", "an4": "data/corpus40/test_an4.jsonl"}
+SETS = {"lj": "../shared/data/real_dev_lj/manifest.jsonl", "an4": "data/test_an4.jsonl"}  # the same clips as data/corpus40/test_an4.jsonl
 ALPHAS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 BETAS = (-2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
 
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--lm", type=Path, help="Transformer-XL bundle directory (default: the acoustic bundle's rescorer)")
     parser.add_argument("--cache", type=Path, help="JSON of decoded n-best lists: read if present, else written")
     args = parser.parse_args()
-    recognizer = Recognizer(load_bundles(Path("models/bundles"), threads=1, precisions=("int8",)), default_model="wav2letter-asg", threads=1)
+    recognizer = Recognizer(load_bundles(Path("models/bundles"), threads=1, precisions=("int8",)), default_model=None, threads=1)  # the default bundle
     if args.cache is not None and args.cache.is_file():
         decoded = json.loads(args.cache.read_text())
     else:
