@@ -121,9 +121,9 @@ def add_streaming(bundle: Path, checkpoint: Path) -> Manifest:
     """Replace an exact-context Wav2Letter bundle's fp32 graph by the graph that also streams, from the
     checkpoint it was exported from: checked against the bundle's own graph offline (the fp16 rounding
     of compacted weights is repeated), and streamed against offline; the int8 graph is kept."""
+    from export.checkpoints import load_project_checkpoint
     from export.compact import store_weights_fp16
     from export.verify import check_quantized, test_inputs
-    from export.wav2letter import load_project_checkpoint
 
     manifest = Manifest.load(bundle)
     if manifest.architecture != "wav2letter" or manifest.context != "exact":

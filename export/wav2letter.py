@@ -16,6 +16,7 @@ import torch
 
 from app.asr.manifest import DecodingDefaults, Manifest
 from app.asr.tokens import TokenTable
+from export.checkpoints import CheckpointError, load_project_checkpoint
 from export.onnx import describe_source, export_acoustic_onnx, finish_bundle
 from export.quantize import quantize_int8, quantize_static_int8, quiet_root_logger
 from export.streaming import check_streaming, export_cached_onnx
@@ -23,38 +24,6 @@ from export.verify import ParityError, check_parity, check_quantized, test_input
 from models.wav2letter import Wav2Letter, Wav2LetterConfig, load_torchaudio_state_dict
 
 MAX_INT8_CHANGED = 0.05
-
-
-class CheckpointError(ValueError):
-    """The checkpoint is missing, incomplete, of the wrong shape or of an unknown kind."""
-
-
-def load_project_checkpoint(path: Path) -> tuple[Wav2Letter, TokenTable, str, np.ndarray | None]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({e})") from e
-    missing = [k for k in ("architecture", "config", "tokens", "model", "criterion") if k not in state]
-    if missing or state.get("architecture") != "wav2letter":
-        raise CheckpointError(f"{path}: not a project Wav2Letter checkpoint (missing {missing or 'architecture=wav2letter'})")
-    config = Wav2LetterConfig.from_json(state["config"])
-    model = Wav2Letter(config)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the stored config: {str(e).splitlines()[0]}") from e
-    tok = state["tokens"]
-    table = TokenTable(tuple(tok["tokens"]), tok.get("word_separator", "|"), tok.get("blank"), tok.get("repetition_labels", 0))
-    transitions = None
-    if state["criterion"] == "asg":
-        if state.get("transitions") is None:
-            raise CheckpointError(f"{path}: an ASG checkpoint must hold its transition matrix")
-        transitions = state["transitions"].detach().cpu().numpy().astype(np.float32)
-        if transitions.shape != (len(table), len(table)):
-            raise CheckpointError(f"{path}: transitions of shape {transitions.shape} for {len(table)} tokens")
-    return model.eval(), table, state["criterion"], transitions
 
 
 def export_wav2letter(checkpoint: Path, out: Path, *, name: str | None = None, int8: bool = False, torchaudio_tokens: Path | None = None,

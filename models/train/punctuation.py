@@ -45,6 +45,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,23 +55,20 @@ from app.asr.punctuation_text import (
     ABBREVIATIONS,
     CAPITAL,
     CASES,
-    EXCLAMATION,
     KNOWN,
     LOWER,
     MARKS,
     NO_MARK,
-    PERIOD,
-    QUESTION,
     label_text,
     suffix_bucket,
 )
 from models.train.common import learning_rate, resolve_device
+from models.train.punctuation_data import SENTENCE_END, Labelled, load_source
 from models.train.punctuation_pack import ARCHIVE, pack, pack_heldout, unpack
 from models.train.punctuation_scores import calibrate, evaluate
 
 HELDOUT_FIRST_LINE = 1_327_119  # 1-based line of gutenberg_more.txt.gz where the last 5 books begin
 DEV_BLOCK, DEV_EVERY = 500, 100  # development set: lines of every 100th block of 500 (training books only)
-SENTENCE_END = (PERIOD, QUESTION, EXCLAMATION)
 NOVELS = ("gutenberg_Alice-s-Adventures-in-Wonderland_11.txt", "gutenberg_Pride-and-Prejudice_1342.txt",
           "gutenberg_The-Adventures-of-Sherlock-Holmes_1661.txt")
 SOURCE_WEIGHTS = {"gutenberg": 0.72, "common_voice": 0.12, "lj_speech": 0.1, "vctk": 0.03, "novels": 0.03}
@@ -129,21 +127,6 @@ def passages(text_dir: Path) -> Iterator[tuple[str, str]]:
 
 
 # --- prepare: label everything once, store arrays ---------------------------------------------
-@dataclass
-class Labelled:
-    """One source as flat arrays over its words in order."""
-
-    words: np.ndarray  # [N] int32 word ids (vocabulary ids after `prepare`)
-    suffixes: np.ndarray  # [N] int16 suffix bucket ids
-    cases: np.ndarray  # [N] int8 CASES index
-    marks: np.ndarray  # [N] int8 MARKS index
-
-    def starts(self) -> np.ndarray:
-        """Indices of words that begin a sentence (the first, and each after a sentence-final mark)."""
-        after_end = np.isin(self.marks[:-1], SENTENCE_END)
-        return np.concatenate([[0], np.nonzero(after_end)[0] + 1]).astype(np.int64)
-
-
 def prepare(data_dir: Path, out: Path, *, vocab_size: int, suffix_buckets: int, known_min_count: int = 3, limit: int = 0) -> None:
     """Label every passage; choose the vocabulary and the known mixed-case forms; write `out/*.npy`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -222,10 +205,6 @@ def known_forms(columns: dict[str, tuple[array, array, array, array]], form_list
     for abbreviation in ABBREVIATIONS:
         table[abbreviation[:-1].lower()] = abbreviation
     return table
-
-
-def load_source(prepared: Path, source: str) -> Labelled:
-    return Labelled(*(np.load(prepared / f"{source}.{column}.npy") for column in ("words", "suffixes", "cases", "marks")))
 
 
 # --- batches with injected recognition errors --------------------------------------------------
@@ -346,7 +325,7 @@ def train(prepared: Path, out: Path, *, model_config: dict[str, Any], batch: Bat
     model = PunctuationTagger(tagger_config).to(target)
     print(f"tagger: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters on {target}, {tagger_config}", flush=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    stream = batches(sources, SOURCE_WEIGHTS, batch, seed=config.seed, workers=workers, device=target)
+    stream = batches(partial(Batcher, sources, SOURCE_WEIGHTS, batch), seed=config.seed, workers=workers, device=target)
     log = (out / "log.jsonl").open("a")
     started = last_eval = time.time()
     cpu_started = time.process_time()

@@ -13,15 +13,22 @@ in-process path stays the default.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-if TYPE_CHECKING:
-    from models.train.punctuation import BatchConfig, Labelled
+
+class Batches(Protocol):
+    """What draws batches (`models.train.punctuation.Batcher`): words, suffixes, cases, marks, each `[B, T]`."""
+
+    def batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+MakeBatcher = Callable[..., Batches]  # called with `seed=`; picklable (a functools.partial of the class) for worker processes
 
 Batch = tuple[Tensor, Tensor, Tensor, Tensor]  # words, suffixes, cases, marks: each [B, T] int64
 
@@ -37,32 +44,27 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
 class BatchStream(IterableDataset[Batch]):
     """Endless batches of one worker: its own `Batcher` seeded `seed + 1 + worker id`."""
 
-    def __init__(self, sources: dict[str, Labelled], weights: dict[str, float], config: BatchConfig, *, seed: int) -> None:
-        self.sources, self.weights, self.config, self.seed = sources, weights, config, seed
+    def __init__(self, make_batcher: MakeBatcher, *, seed: int) -> None:
+        self.make_batcher, self.seed = make_batcher, seed
 
     def __iter__(self) -> Iterator[Batch]:
-        from models.train.punctuation import Batcher
-
         torch.set_num_threads(1)
         info = get_worker_info()
-        batcher = Batcher(self.sources, self.weights, self.config, seed=self.seed + 1 + (info.id if info is not None else 0))
+        batcher = self.make_batcher(seed=self.seed + 1 + (info.id if info is not None else 0))
         while True:
             words, suffixes, cases, marks = (torch.from_numpy(a) for a in batcher.batch())
             yield words, suffixes, cases, marks
 
 
-def batches(sources: dict[str, Labelled], weights: dict[str, float], config: BatchConfig, *, seed: int, workers: int,
-            device: torch.device) -> Iterator[Batch]:
+def batches(make_batcher: MakeBatcher, *, seed: int, workers: int, device: torch.device) -> Iterator[Batch]:
     """Training batches on `device`. `workers=0`: one `Batcher` seeded `seed`, in this process
     (the recipe's CPU behaviour, batch for batch); more: that many worker processes."""
     if workers <= 0:
-        from models.train.punctuation import Batcher
-
-        batcher = Batcher(sources, weights, config, seed=seed)
+        batcher = make_batcher(seed=seed)
         while True:
             words, suffixes, cases, marks = (torch.from_numpy(a).to(device) for a in batcher.batch())
             yield words, suffixes, cases, marks
-    loader = DataLoader(BatchStream(sources, weights, config, seed=seed), batch_size=None, num_workers=workers,
+    loader = DataLoader(BatchStream(make_batcher, seed=seed), batch_size=None, num_workers=workers,
                         pin_memory=device.type == "cuda", prefetch_factor=4, persistent_workers=True)
     for batch in loader:
         words, suffixes, cases, marks = (t.to(device, non_blocking=True) for t in batch)

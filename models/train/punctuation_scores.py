@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from app.asr.punctuation_text import MARKS
-
-if TYPE_CHECKING:
-    from models.train.punctuation import Labelled
+from models.train.punctuation_data import Labelled, load_source
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -126,7 +124,6 @@ def calibrate(checkpoint: Path, prepared: Path, *, max_words: int = 60_000) -> d
     import torch
 
     from models.punctuation import load_checkpoint
-    from models.train.punctuation import load_source
 
     model, saved = load_checkpoint(checkpoint)
     dev = load_source(prepared, "dev")

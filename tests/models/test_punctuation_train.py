@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def test_device_cpu_trains_as_before(prepared: Path, tmp_path: Path) -> None:
 def test_in_process_batches_are_the_batchers_own(prepared: Path) -> None:
     sources = {"gutenberg": load_source(prepared, "gutenberg")}
     config = BatchConfig(tokens=256, max_words=32)
-    stream = batches(sources, {"gutenberg": 1.0}, config, seed=3, workers=0, device=torch.device("cpu"))
+    stream = batches(partial(Batcher, sources, {"gutenberg": 1.0}, config), seed=3, workers=0, device=torch.device("cpu"))
     reference = Batcher(sources, {"gutenberg": 1.0}, config, seed=3)
     for _ in range(3):
         assert all(np.array_equal(t.numpy(), a) for t, a in zip(next(stream), reference.batch(), strict=True))
@@ -83,7 +84,7 @@ def test_in_process_batches_are_the_batchers_own(prepared: Path) -> None:
 def test_worker_batches_come_from_their_own_seeds(prepared: Path) -> None:
     sources = {"gutenberg": load_source(prepared, "gutenberg")}
     config = BatchConfig(tokens=256, max_words=32)
-    stream = batches(sources, {"gutenberg": 1.0}, config, seed=3, workers=1, device=torch.device("cpu"))
+    stream = batches(partial(Batcher, sources, {"gutenberg": 1.0}, config), seed=3, workers=1, device=torch.device("cpu"))
     reference = Batcher(sources, {"gutenberg": 1.0}, config, seed=4)  # worker 0: seed + 1
     for _ in range(2):
         batch = next(stream)
