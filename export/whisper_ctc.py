@@ -31,7 +31,7 @@ from app.asr.decoders.greedy import ctc_segments
 from app.asr.manifest import DecodingDefaults, Manifest
 from app.asr.metrics import error_rates
 from app.asr.tokens import ctc_letters
-from export.onnx import describe_source, export_acoustic_onnx, finish_bundle, run_onnx
+from export.onnx import describe_source, export_acoustic_onnx, finish_bundle
 from export.verify import ParityError, check_parity, check_quantized, test_inputs
 from models.whisper_ctc import FRAME_STRIDE, N_FFT, WhisperCTC
 
@@ -96,10 +96,14 @@ def load_source(source: Path, init: Path | None = None) -> tuple[WhisperCTC, dic
 
 
 def greedy_texts(path: Path, waves: Sequence[np.ndarray]) -> list[str]:
+    from export.onnx_utils import cpu_session
+
     table = ctc_letters()
+    session = cpu_session(path, threads=2)  # one session for every clip
+    name = session.get_inputs()[0].name
     texts = []
     for wave in waves:
-        emissions = run_onnx(path, wave[None].astype(np.float32), threads=2)[0]
+        emissions = session.run(None, {name: wave[None].astype(np.float32)})[0][0]
         texts.append(table.decode([t for t, _ in ctc_segments(emissions.argmax(-1), table.blank_id)]))
     return texts
 
