@@ -37,6 +37,7 @@ from models.whisper_ctc import FRAME_STRIDE, N_FFT, WhisperCTC
 
 PARITY_LENGTHS = (1600, 7123, 32000, 80000, 320000)  # 0.1 s to 20 s, one not a multiple of the stride
 PARITY_BATCHES = (1, 2)
+STREAM_LENGTHS = (150, 7123, 80000)  # streamed against one masked pass: shorter than the STFT window, odd, 5 s
 MAX_INT8_CHANGED = 0.10  # greedy frames on the synthetic test waveforms: near ties there, so loose; real speech decides (below)
 MIN_INT8_WORD_AGREEMENT = 0.97  # words of fp32's greedy transcripts int8 keeps, on real speech (`min_agreement`)
 LICENSE_FILE = "LICENSE-whisper.txt"
@@ -135,9 +136,15 @@ def write_bundle(model: WhisperCTC, out: Path, *, description: dict[str, Any], n
     graph = EmissionsGraph(model).eval()
     out.mkdir(parents=True, exist_ok=True)
     fp32_path = out / "model.onnx"
+    streams = streamable(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        export_acoustic_onnx(graph, fp32_path)
+        if streams:  # one graph for files (only `waveform` fed) and for chunked streams (models.whisper_stream)
+            from export.whisper_stream import export_streaming_onnx
+
+            export_streaming_onnx(model, fp32_path)
+        else:
+            export_acoustic_onnx(graph, fp32_path)
 
     def reference(batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -148,13 +155,16 @@ def write_bundle(model: WhisperCTC, out: Path, *, description: dict[str, Any], n
     _say(log, f"parity fp32 vs PyTorch: {report['fp32']['cases']} cases (0.1-20 s, batch 1-2), max relative error {report['fp32']['max_relative_error']:.2e}")
     files: dict[str, str] = {}
     if "int8" in precisions:
-        from export.quantize import quantize_int8, quiet_root_logger
+        from export.quantize import quantize_int8, quantize_per_row, quiet_root_logger
 
         int8_path = out / "model.int8.onnx"
         # float: the DFT convolution and mel projection (the spectrum's range needs it) and the two stem convolutions;
         # per-channel scales: on an early checkpoint they kept 92.5% of fp32's greedy words against 87.6% per tensor
         with quiet_root_logger():
-            quantize_int8(fp32_path, int8_path, exclude_first=4, per_channel=True)
+            if streams:  # activations per row and block: chunks and batches stay exact (export.quantize.quantize_per_row)
+                quantize_per_row(fp32_path, int8_path)
+            else:
+                quantize_int8(fp32_path, int8_path, exclude_first=4, per_channel=True)
         # an untrained head's outputs are near ties, so its greedy agreement says nothing: reported, not enforced
         trained = description["kind"] != "ctranslate2"
         q = check_quantized(fp32_path, int8_path, inputs, max_changed=MAX_INT8_CHANGED if trained else 1.0)
@@ -174,7 +184,25 @@ def write_bundle(model: WhisperCTC, out: Path, *, description: dict[str, Any], n
         files["int8"] = int8_path.name
     if "fp32" in precisions:
         files["fp32"] = fp32_path.name
-    else:
+    chunked = None
+    if streams:
+        from export.whisper_stream import (
+            INT8_STREAM_TOLERANCE,
+            MIN_STREAM_AGREEMENT,
+            STREAM_TOLERANCE,
+            check_streaming,
+            chunked_spec,
+        )
+
+        chunked = chunked_spec(model, tuple(files))
+        waves = [w[0] for w in test_inputs(STREAM_LENGTHS, (1,))]
+        for precision, file in files.items():
+            exact = precision == "fp32"
+            report[precision]["streaming"] = check_streaming(model if exact else None, out / file, chunked, waves, tolerance=STREAM_TOLERANCE if exact else INT8_STREAM_TOLERANCE,
+                                                             min_agreement=1.0 if exact else MIN_STREAM_AGREEMENT)  # fmt: skip
+            _say(log, f"streamed {precision} in pieces of 1-100,000 samples: {report[precision]['streaming']['cases']} cases, max relative error "
+                      f"{report[precision]['streaming']['max_relative_error']:.2e} against {'PyTorch' if precision == 'fp32' else 'its own masked pass'}")  # fmt: skip
+    if "fp32" not in precisions:
         fp32_path.unlink()
     (out / LICENSE_FILE).write_text(WHISPER_LICENSE)
     c = model.config
@@ -182,10 +210,17 @@ def write_bundle(model: WhisperCTC, out: Path, *, description: dict[str, Any], n
         name=name or out.name, kind="acoustic", architecture="whisper_ctc", tokens=ctc_letters(), files={}, criterion="ctc",
         sample_rate=16000, frame_stride=FRAME_STRIDE, receptive_field=N_FFT, left_pad=0, right_pad=0, context="full", input_normalize=False,
         min_samples=N_FFT, max_samples=max_samples(c.max_frames), decoding=decoding or DecodingDefaults(), default=default, parity=report, source=describe_source(**{k: v for k, v in description.items() if k != "train_config"}),
-        extra={"config": c.to_json(), "frontend": {"kind": "whisper_log_mel", "n_fft": N_FFT, "hop": 160, "n_mels": c.n_mels, "mel": "slaney", "log": "log10, max - 8, (x + 4) / 4"},
+        chunked_streaming=chunked,
+        extra={"config": c.to_json(), "frontend": {"kind": "whisper_log_mel", "n_fft": N_FFT, "hop": 160, "n_mels": c.n_mels, "mel": "slaney",
+                                                   "log": "log10, max - 8, (x + 4) / 4" if c.mel_floor is None else f"log10, floor {c.mel_floor}, (x + 4) / 4"},
                "emissions": "log_softmax", "license": LICENSE_FILE, "train_config": description.get("train_config")},
     )  # fmt: skip
     return finish_bundle(out, manifest, onnx_files=files, side_files=(LICENSE_FILE,))
+
+
+def streamable(model: WhisperCTC) -> bool:
+    """Trained with the block mask and a fixed mel floor: the bundle's graph also streams in chunks."""
+    return model.config.mel_floor is not None and model.config.chunk_frames > 0
 
 
 def max_samples(max_frames: int) -> int:

@@ -8,8 +8,9 @@ The module reads top to bottom like Whisper's `AudioEncoder`, with three differe
 - the log-mel front end is inside the module (so export puts it in the ONNX graph and the server
   stays torch-free), matching `WhisperFeatureExtractor` / faster-whisper's `FeatureExtractor`;
 - inputs of any length up to 30 s: the positional table is sliced to the input, no 30 s padding;
-- an optional block attention mask (`chunk_frames`): frame t attends to its own chunk and at most
-  `left_chunks` chunks before it, which is what exact chunked streaming needs.
+- an optional block attention mask (`chunk_frames`, `encode(chunked=True)`): frame t attends to its
+  own chunk and at most `left_chunks` chunks before it, which is what exact chunked streaming
+  needs (`models.whisper_stream`). A model trained both ways serves files with full attention.
 
 Forwards return `(x, lengths)` like torchaudio's models.
 """
@@ -41,8 +42,9 @@ class WhisperCTCConfig:
     n_tokens: int = 29  # CTC vocabulary, blank first
     max_frames: int = MAX_FRAMES
     head: str = "linear"  # "linear": one projection; "conv": a depthwise-separable convolution then projection
-    chunk_frames: int = 0  # 0: full attention; else block mask of this many encoder frames
+    chunk_frames: int = 0  # the block mask's chunk in encoder frames (0: none); `encode(chunked=True)` uses it, files use full attention
     left_chunks: int = 0  # chunks of left context each chunk sees (block mask only; 0 = unbounded)
+    mel_floor: float | None = None  # None: Whisper's clamp at the utterance's peak - 8; else this fixed log10 floor (causal, streamable)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -79,13 +81,16 @@ class WhisperLogMel(nn.Module):
 
     Faster-whisper's recipe: 160 zeros appended, a centred STFT (reflect padding, periodic Hann
     window of 400), the last frame dropped, power, slaney mel, log10 of at least 1e-10, clamped at
-    the utterance's maximum - 8, then (x + 4) / 4. The STFT is a strided `Conv1d` with a windowed
+    the utterance's maximum - 8, then (x + 4) / 4. That clamp looks at the whole utterance, so a
+    streamable model (`mel_floor`) clamps at a fixed floor instead: every frame then depends on
+    its own 400 samples only. The STFT is a strided `Conv1d` with a windowed
     DFT basis so that it exports to a plain ONNX `Conv`. `lengths` (valid samples per row) keeps
     padded rows of a batch from raising their own maximum.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, floor: float | None = None) -> None:
         super().__init__()
+        self.floor = floor
         n_freqs = N_FFT // 2 + 1
         window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
         k = torch.arange(n_freqs, dtype=torch.float64)[:, None]
@@ -106,6 +111,8 @@ class WhisperLogMel(nn.Module):
         real, imag = spec.chunk(2, dim=1)
         mel = torch.matmul(self.mel, real * real + imag * imag)  # [B, 80, F]
         log_spec = torch.log10(mel.clamp(min=1e-10))
+        if self.floor is not None:
+            return (log_spec.clamp(min=self.floor) + 4.0) / 4.0
         if lengths is None:
             peak = log_spec.amax(dim=(1, 2), keepdim=True)
         else:
@@ -173,7 +180,7 @@ class WhisperCTC(nn.Module):
     def __init__(self, config: WhisperCTCConfig) -> None:
         super().__init__()
         c = self.config = config
-        self.frontend = WhisperLogMel()
+        self.frontend = WhisperLogMel(c.mel_floor)
         self.conv1 = nn.Conv1d(c.n_mels, c.d_model, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(c.d_model, c.d_model, kernel_size=3, stride=2, padding=1)
         self.register_buffer("positional", torch.zeros(c.max_frames, c.d_model))
@@ -197,12 +204,18 @@ class WhisperCTC(nn.Module):
         x = nn.functional.gelu(self.conv2(x)).transpose(1, 2)
         return x + self.positional[: x.shape[1]]
 
-    def mask(self, frames: int, lengths: Tensor) -> Tensor:
-        return block_mask(frames, lengths, chunk=self.config.chunk_frames, left_chunks=self.config.left_chunks)
+    def mask(self, frames: int, lengths: Tensor, *, chunked: bool = False) -> Tensor:
+        """The attention mask: padded keys hidden, and with `chunked` the block mask of `chunk_frames`."""
+        if chunked and not self.config.chunk_frames:
+            raise ValueError("this model has no chunk size for the block mask")
+        return block_mask(frames, lengths, chunk=self.config.chunk_frames if chunked else 0, left_chunks=self.config.left_chunks)
 
-    def encode(self, x: Tensor, lengths: Tensor, *, start: int = 0, stop: int | None = None) -> Tensor:
-        """Run blocks `[start, stop)` on hidden states `[B, T, D]` (the stem's or a cached layer's)."""
-        mask = self.mask(x.shape[1], lengths)
+    def encode(self, x: Tensor, lengths: Tensor, *, start: int = 0, stop: int | None = None, chunked: bool = False) -> Tensor:
+        """Run blocks `[start, stop)` on hidden states `[B, T, D]` (the stem's or a cached layer's).
+
+        A model trained both ways (full attention and the block mask, as WeNet's dynamic chunk
+        training) serves files with `chunked=False` and streams with `chunked=True`."""
+        mask = self.mask(x.shape[1], lengths, chunked=chunked)
         for block in self.blocks[start:stop]:
             x = block(x, mask)
         return x

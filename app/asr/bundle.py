@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.asr.chunked_stream import ChunkedStreamGraph
 from app.asr.manifest import MANIFEST_NAME, Manifest, ManifestError
 from app.asr.punctuation import Punctuator
 from app.asr.runtime import AcousticModel, FrameGeometry, create_session, select_providers
@@ -105,6 +106,11 @@ def load_acoustic(directory: Path, manifest: Manifest, *, threads: int, provider
                     models[precision].streaming = StreamGraph(models[precision], manifest.streaming)
                 except Exception as e:
                     raise ManifestError(f"{directory / entry.path}: the streaming graph does not run ({str(e).splitlines()[0][:200]})") from e
+            if manifest.chunked_streaming is not None and precision in manifest.chunked_streaming.precisions:
+                try:
+                    models[precision].streaming = ChunkedStreamGraph(session, manifest.chunked_streaming)
+                except Exception as e:
+                    raise ManifestError(f"{directory / entry.path}: the chunked streaming graph does not fit ({str(e).splitlines()[0][:200]})") from e
     transitions = None
     if manifest.criterion == "asg":
         assert manifest.transitions is not None  # validated by Manifest

@@ -132,6 +132,28 @@ class StreamingSpec:
 
 
 @dataclass(frozen=True)
+class ChunkedStreamingSpec:
+    """The listed precisions' graphs also stream in chunks with a per-layer key/value cache
+    (Whisper-CTC trained with a block mask, `app.asr.chunked_stream`): `chunk_frames` frames a
+    chunk, each seeing `left_chunks` chunks before it (`cache_frames` keys and values per layer
+    of width `width`, `layers` layers); a segment holds at most `max_frames` frames (its
+    positional table), after which a stream starts a new one."""
+
+    chunk_frames: int
+    left_chunks: int
+    cache_frames: int
+    layers: int
+    width: int
+    max_frames: int = 1500
+    precisions: tuple[str, ...] = ("int8",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+        if self.chunk_frames < 1 or self.cache_frames < self.chunk_frames or self.max_frames < 2 * self.chunk_frames:
+            raise ValueError(f"chunked streaming needs 1 <= chunk_frames <= cache_frames and 2 chunks in max_frames, got {self}")
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     kind: Kind
@@ -156,6 +178,7 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)  # architecture details (LM sizes ...)
     punctuation: PunctuationSpec | None = None  # kind "punctuation" only
     streaming: StreamingSpec | None = None  # acoustic graphs that also stream with per-layer caches
+    chunked_streaming: ChunkedStreamingSpec | None = None  # full-context graphs that also stream in chunks with a key/value cache
     default: bool = False  # acoustic: served to requests that name no model (app.asr.recognizer.pick_default)
     format_version: int = FORMAT_VERSION
 
@@ -193,7 +216,10 @@ class Manifest:
             punctuation = PunctuationSpec(**punctuation) if punctuation is not None else None
             streaming = data.pop("streaming", None)
             streaming = StreamingSpec(**streaming) if streaming is not None else None
-            manifest = cls(tokens=tokens, files=files, side_files=side, decoding=decoding, punctuation=punctuation, streaming=streaming, **data)
+            chunked = data.pop("chunked_streaming", None)
+            chunked = ChunkedStreamingSpec(**chunked) if chunked is not None else None
+            manifest = cls(tokens=tokens, files=files, side_files=side, decoding=decoding, punctuation=punctuation, streaming=streaming,
+                           chunked_streaming=chunked, **data)  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"malformed manifest: {e}") from e
         manifest.validate()
@@ -232,6 +258,10 @@ class Manifest:
                 raise ManifestError(f"max_samples {self.max_samples} is below min_samples / receptive_field")
             if self.streaming is not None and self.context != "exact":
                 raise ManifestError("only exact-context bundles stream with caches (streaming needs context 'exact')")
+            if self.chunked_streaming is not None and (self.streaming is not None or self.context != "full"):
+                raise ManifestError("chunked_streaming is for full-context graphs, and not beside streaming")
+            if self.chunked_streaming is not None and not set(self.chunked_streaming.precisions) <= set(self.files):
+                raise ManifestError(f"chunked_streaming names precisions {self.chunked_streaming.precisions} the bundle does not ship")
 
     @classmethod
     def load(cls, directory: Path, *, verify: bool = True) -> Manifest:

@@ -11,7 +11,11 @@ emissions as soon as enough input exists:
   (`app.asr.stream_batching`);
 - other exact-context bundles: frame `t` is computed once its whole receptive field
   has arrived, from exactly the samples it depends on (the whole receptive field per chunk);
-- full-context bundles (wav2vec 2.0, Whisper-CTC): a sliding window with `left_context` frames of
+- Whisper-CTC bundles trained with a block mask (`app.asr.chunked_stream`): chunks of 640 ms with
+  a per-layer key/value cache through the same `take`/`give` path, emissions exact against a
+  masked pass; each final comes from the utterance run again with full attention, as a file
+  would be (`whole_finals`), and the next utterance starts a new segment;
+- other full-context bundles (wav2vec 2.0, Whisper-CTC without a mask): a sliding window with `left_context` frames of
   history and `right_context` frames of look-ahead gives the partials and the endpoints; only
   frames with their look-ahead in hand are committed, so nothing is duplicated or dropped at
   window seams. With `whole_finals` (the default) each final is decoded from its whole
@@ -131,6 +135,8 @@ class Stream:
         Run it (`StreamGraph.run`, alone or with other streams' chunks), hand it to `give`, and
         call `take()` again until None: one message may hold several chunks."""
         assert self.graph is not None and self.graph_state is not None, "take/give need a bundle whose graph streams with caches"
+        if self._whole_finals and samples is not None and len(samples):  # chunked Whisper-CTC: the utterance's audio stays for its final pass
+            self.buffer = np.concatenate([self.buffer, samples.astype(np.float32, copy=False)])
         return self.graph.take(self.graph_state, samples, chunk_frames=self.stream_options.cached_chunk_frames, max_frames=self.model.window_frames,
                                final=final)
 
@@ -257,6 +263,8 @@ class Stream:
         """Emissions of utterance frames `[start, start + frames)` from one pass over their audio, or None
         when the audio is no longer held (it always is while `_whole_finals`)."""
         first, end = self.model.geometry.span(start, start + frames)
+        if self.ended:  # chunked streams emit a file's frame count, whose last frames reach into the end padding
+            end = min(end, self.offset + len(self.buffer))
         if first < self.offset or end > self.offset + len(self.buffer):
             return None
         redone = self.model.emissions(self.buffer[first - self.offset : end - self.offset])[:frames]
@@ -274,6 +282,12 @@ class Stream:
         self._new_utterance()
         self.utterance_start = start + len(emissions)
         self.last_partial = ""
+        if self.graph is not None and hasattr(self.graph, "restart"):  # chunked streaming: the next utterance is a new segment
+            self.graph.restart(self.graph_state)
+            keep_from = self.model.geometry.span(self.utterance_start, self.utterance_start + 1)[0]
+            if keep_from > self.offset:
+                self.buffer = self.buffer[keep_from - self.offset :]
+                self.offset = keep_from
         self.recognizer.present(transcript, self.options)  # finals punctuated; partials (_greedy_text) stay raw
         return StreamResult("final", transcript.text, transcript, start=start * self.frame_seconds, end=self.utterance_start * self.frame_seconds)
 

@@ -63,11 +63,17 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     log_every: int = 10
     seed: int = 0
+    # dual-mode (WeNet's dynamic chunk training, one chunk size): a share of the batches runs with the
+    # block mask that exact chunked streaming uses, the rest with full attention for files
+    chunk_frames: int = 0  # 0: full attention only
+    left_chunks: int = 8
+    chunk_share: float = 0.5
 
 
 # --- the cache of frozen-layer outputs ----------------------------------------------------------------------------------
-def cache_key(init: Path, freeze: int, clips: Sequence[Clip]) -> str:
-    digest = hashlib.sha1(f"{Path(init).resolve()}|{Path(init).stat().st_size}|{freeze}".encode())
+def cache_key(init: Path, freeze: int, clips: Sequence[Clip], mode: str = "") -> str:
+    """`mode` names what else shapes the frozen states (the mel floor, the block mask); "" for the first recipe."""
+    digest = hashlib.sha1(f"{Path(init).resolve()}|{Path(init).stat().st_size}|{freeze}{mode}".encode())
     for c in clips:
         digest.update(c.text.encode())
         digest.update(len(c.audio).to_bytes(8, "little"))
@@ -75,7 +81,8 @@ def cache_key(init: Path, freeze: int, clips: Sequence[Clip]) -> str:
 
 
 @torch.no_grad()
-def frozen_states(model: WhisperCTC, clips: Sequence[Clip], freeze: int, directory: Path, *, echo: Callable[[str], None] = print) -> list[torch.Tensor]:
+def frozen_states(model: WhisperCTC, clips: Sequence[Clip], freeze: int, directory: Path, *, chunked: bool = False,
+                  echo: Callable[[str], None] = print) -> list[torch.Tensor]:  # fmt: skip
     """Each clip's hidden states after the first `freeze` layers, `[T, D]` fp16, computed once and
     kept in shards under `directory` (so a resumed run, or a crash mid-way, recomputes nothing done)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -92,7 +99,7 @@ def frozen_states(model: WhisperCTC, clips: Sequence[Clip], freeze: int, directo
         for clip in shard:
             wave = torch.from_numpy(clip.audio.astype(np.float32) / 32768.0)[None]
             x = model.stem(model.frontend(wave))
-            x = model.encode(x, torch.tensor([x.shape[1]]), stop=freeze)
+            x = model.encode(x, torch.tensor([x.shape[1]]), stop=freeze, chunked=chunked)
             out.append(x[0].to(torch.float16).clone())
         torch.save(out, path)
         states += out
@@ -140,7 +147,8 @@ def fits(text: str, frames: int, table: TokenTable) -> bool:
 
 # --- evaluation ------------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def greedy_wer(model: WhisperCTC, states: Sequence[torch.Tensor], texts: Sequence[str], freeze: int, table: TokenTable) -> tuple[float, float]:
+def greedy_wer(model: WhisperCTC, states: Sequence[torch.Tensor], texts: Sequence[str], freeze: int, table: TokenTable, *,
+               chunked: bool = False) -> tuple[float, float]:  # fmt: skip
     was_training = model.training
     model.eval()
     pairs = []
@@ -148,7 +156,7 @@ def greedy_wer(model: WhisperCTC, states: Sequence[torch.Tensor], texts: Sequenc
     for start in range(0, len(order), 16):
         idx = order[start : start + 16]
         x, lengths = pad_states([states[i] for i in idx])
-        best = model.logits(model.encode(x, lengths, start=freeze)).argmax(-1).numpy()
+        best = model.logits(model.encode(x, lengths, start=freeze, chunked=chunked)).argmax(-1).numpy()
         for row, i in enumerate(idx):
             hyp = table.decode([tok for tok, _ in ctc_segments(best[row, : int(lengths[row])], table.blank_id)])
             pairs.append((texts[i], hyp))
@@ -167,22 +175,25 @@ def load_checkpoint(path: Path, init: Path | None = None) -> WhisperCTC:
     saved = torch.load(path, map_location="cpu", weights_only=False)
     config = WhisperCTCConfig(**saved["model_config"])
     init = Path(init or saved["init"])
-    model = load_whisper_ctc(init, **{k: v for k, v in asdict(config).items() if k not in ("n_mels", "d_model", "n_heads", "max_frames")})
+    model = load_whisper_ctc(init, **{k: v for k, v in asdict(config).items() if k not in ("n_mels", "d_model", "n_heads", "max_frames")})  # fmt: skip
     model.load_state_dict({k: v.float() for k, v in saved["model"].items()}, strict=False)
     return model.eval()
 
 
 # --- the run ---------------------------------------------------------------------------------------------------------
 def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *, init: Path, config: TrainConfig, watch: dict[str, Sequence[Clip]] | None = None,
-             resume: bool = False, start: Path | None = None, device: str = "cpu", echo: Callable[[str], None] = print) -> WhisperCTC:  # fmt: skip
+             resume: bool = False, start: Path | None = None, device: str = "cpu", mel_floor: float | None = None,
+             echo: Callable[[str], None] = print) -> WhisperCTC:  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     table = ctc_letters()
     last_path, best_path = out / "last.pt", out / "best.pt"
     saved: dict[str, Any] | None = None
     if resume and last_path.is_file():
         saved = torch.load(last_path, map_location="cpu", weights_only=False)
-        config = TrainConfig(**{**asdict(config), "freeze": saved["config"]["freeze"]})
-    model = load_whisper_ctc(init, n_tokens=len(table))
+        config = TrainConfig(**{**asdict(config), **{k: saved["config"][k] for k in ("freeze", "chunk_frames", "left_chunks") if k in saved["config"]}})
+        mel_floor = saved["model_config"].get("mel_floor")
+    model = load_whisper_ctc(init, n_tokens=len(table), chunk_frames=config.chunk_frames, left_chunks=config.left_chunks if config.chunk_frames else 0,
+                             mel_floor=mel_floor)  # fmt: skip
     torch.manual_seed(config.seed)
     torch.nn.init.normal_(model.head.weight, std=0.02)
     torch.nn.init.zeros_(model.head.bias)
@@ -199,14 +210,19 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
 
     watch = watch or {}
     sets = {"train": list(train), **{f"dev:{k}": list(v) for k, v in dev.items()}, **{f"watch:{k}": list(v) for k, v in watch.items()}}
-    cached: dict[str, list[torch.Tensor]] = {}
-    for name, clips in sets.items():
-        unique = list({id(c.audio): c for c in clips}.values())  # a manifest listed twice shares its arrays
-        key = cache_key(init, freeze, unique)
-        states = frozen_states(model, unique, freeze, out / "cache" / f"{name.replace(':', '-')}-{key}", echo=echo)
-        by_audio = {id(c.audio): s for c, s in zip(unique, states, strict=True)}
-        cached[name] = [by_audio[id(c.audio)] for c in clips]
-    train_idx = [i for i, c in enumerate(sets["train"]) if fits(c.text, cached["train"][i].shape[0], table)]
+    modes = [False, True] if config.chunk_frames else [False]  # full attention, then the block mask
+    cached: dict[bool, dict[str, list[torch.Tensor]]] = {}
+    for chunked in modes:
+        cached[chunked] = {}
+        mode = (f"|floor{mel_floor}" if mel_floor is not None else "") + (f"|chunk{config.chunk_frames}x{config.left_chunks}" if chunked else "")
+        for name, clips in sets.items():
+            unique = list({id(c.audio): c for c in clips}.values())  # a manifest listed twice shares its arrays
+            key = cache_key(init, freeze, unique, mode)
+            states = frozen_states(model, unique, freeze, out / "cache" / f"{name.replace(':', '-')}-{key}", chunked=chunked, echo=echo)
+            by_audio = {id(c.audio): s for c, s in zip(unique, states, strict=True)}
+            cached[chunked][name] = [by_audio[id(c.audio)] for c in clips]
+    full = cached[False]
+    train_idx = [i for i, c in enumerate(sets["train"]) if fits(c.text, full["train"][i].shape[0], table)]
     seconds = sum(len(sets["train"][i].audio) for i in train_idx) / 16000
     echo(f"{len(train_idx)} training clips ({seconds / 3600:.2f} h, {len(train) - len(train_idx)} dropped); "
          f"training {sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f}M of {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")  # fmt: skip
@@ -227,7 +243,7 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
         echo(f"resumed from {last_path} at step {step}, {elapsed / 60:.1f} min")
     generator = torch.Generator().manual_seed(config.seed + step)
     rng = np.random.default_rng(config.seed + step)
-    lengths = [cached["train"][i].shape[0] for i in train_idx]
+    lengths = [full["train"][i].shape[0] for i in train_idx]
     batches = length_batches(lengths, max_samples=int(config.batch_seconds * 50), rng=rng, max_batch=config.max_batch)
     dropout = torch.nn.Dropout(config.dropout)
     ctc = torch.nn.CTCLoss(blank=table.blank_id, zero_infinity=True)
@@ -251,11 +267,13 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
         def run_eval() -> None:
             nonlocal best
             entry: dict[str, Any] = {"step": step, "minutes": round(elapsed / 60, 2)}
-            for name, clips in sets.items():
-                if name != "train":
-                    wer, cer = greedy_wer(model, cached[name], [c.text for c in clips], freeze, table)
-                    entry[name] = {"wer": round(wer, 2), "cer": round(cer, 2)}
-            score = float(np.mean([entry[f"dev:{k}"]["wer"] for k in dev])) if dev else -step
+            for chunked in modes:
+                for name, clips in sets.items():
+                    if name != "train":
+                        wer, cer = greedy_wer(model, cached[chunked][name], [c.text for c in clips], freeze, table, chunked=chunked)
+                        entry[("chunked:" if chunked else "") + name] = {"wer": round(wer, 2), "cer": round(cer, 2)}
+            # both modes choose: files use full attention, streams the block mask
+            score = float(np.mean([entry[f"{m}dev:{k}"]["wer"] for k in dev for m in ("", "chunked:")[: len(modes)]])) if dev else -step
             entry["score"] = round(score, 3)
             record(entry, "eval " + json.dumps(entry))
             if score < best:
@@ -268,7 +286,8 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
         lr = config.lr
         while not run_finished(step=step, elapsed=elapsed, minutes=config.minutes, max_steps=config.max_steps):
             idx = [train_idx[i] for i in next(batches)]
-            x, frames = pad_states([cached["train"][i] for i in idx])
+            chunked = bool(config.chunk_frames) and bool(torch.rand((), generator=generator) < config.chunk_share)
+            x, frames = pad_states([cached[chunked]["train"][i] for i in idx])
             x = dropout(spec_augment(x, frames, config, generator))
             labels = [torch.tensor(table.encode(sets["train"][i].text)) for i in idx]
             progress = schedule_progress(step=step, elapsed=elapsed, minutes=config.minutes, max_steps=config.max_steps)
@@ -276,7 +295,7 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
             lr = config.lr * scale
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * scale
-            logp = torch.log_softmax(model.logits(model.encode(x, frames, start=freeze)), dim=-1)
+            logp = torch.log_softmax(model.logits(model.encode(x, frames, start=freeze, chunked=chunked)), dim=-1)
             loss = ctc(logp.transpose(0, 1), torch.cat(labels), frames, torch.tensor([len(t) for t in labels]))
             optimizer.zero_grad(set_to_none=True)
             if torch.isfinite(loss):
@@ -325,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--load-workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="only the first N clips of each training manifest (smoke runs)")
     parser.add_argument("--max-seconds", type=float, default=29.9, help="drop longer clips (the positional table holds just under 30 s)")
+    parser.add_argument("--mel-floor", type=float, default=None, help="a fixed log10 floor for the log-mel instead of peak - 8 (streamable models)")
     for name, value in asdict(TrainConfig()).items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     return parser
@@ -337,7 +357,8 @@ def main(argv: list[str] | None = None) -> None:
     train = load_clips(list(args.train), max_seconds=args.max_seconds, limit=args.limit, workers=args.load_workers)
     dev = read_sets(args.dev, max_seconds=args.max_seconds, workers=args.load_workers)
     watch = read_sets(args.watch, max_seconds=args.max_seconds, workers=args.load_workers)
-    finetune(train, dev, args.out, init=args.init, config=config, watch=watch, resume=args.resume, start=args.start, device=args.device)
+    finetune(train, dev, args.out, init=args.init, config=config, watch=watch, resume=args.resume, start=args.start, device=args.device,
+             mel_floor=args.mel_floor)  # fmt: skip
 
 
 if __name__ == "__main__":

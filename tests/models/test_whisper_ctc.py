@@ -134,12 +134,12 @@ def test_chunked_outputs_are_final_once_their_chunk_is_in() -> None:
     x = torch.randn(1, 16, 32)
     lengths = torch.tensor([16])
     with torch.no_grad():
-        base = model.encode(x, lengths)
+        base = model.encode(x, lengths, chunked=True)
         later = x.clone()
         later[:, 8:] += torch.randn(1, 8, 32)
         first = x.clone()
         first[:, :4] += torch.randn(1, 4, 32)
-        changed_later, changed_first = model.encode(later, lengths), model.encode(first, lengths)
+        changed_later, changed_first = model.encode(later, lengths, chunked=True), model.encode(first, lengths, chunked=True)
     torch.testing.assert_close(changed_later[:, :8], base[:, :8], atol=1e-6, rtol=0)
     assert float((changed_later[:, 8:] - base[:, 8:]).abs().max()) > 1e-3
     # chunk 2 sees chunk 1, which saw chunk 0 one layer down
