@@ -55,6 +55,7 @@ class BenchConfig:
     throughput_levels: tuple[int, ...] = (1, 4, 16, 64)
     throughput_seconds: float = 8.0  # per level and server
     throughput_model: str | None = None  # the bundle section 3 sends requests to (default: the Wav2Letter bundle)
+    stream_model: str | None = None  # the bundle section 5 streams to (default: the Wav2Letter bundle; the README's figures: whisper-ctc-base)
     max_requests: int = 5000  # per level, a bound on top of the time
     decoder_sentences: int = 25
     beam_widths: tuple[int, ...] = (1, 16, 64, 256)
@@ -255,11 +256,14 @@ def run_servers(ctx: Context, results: dict[str, Any]) -> None:
         _say(f"streaming: {c.stream_levels} real-time streams of {c.stream_seconds:g} s")
         speech = corpus_speech(c.corpus_dir, max(c.stream_seconds, 10.0), rate)
         audio, source = speech if speech is not None else (speechlike(max(c.stream_seconds, 10.0), seed=3), "synthetic speech-like audio")
-        with run_server(ctx.serve_dir, model=model, log_dir=logs) as server:
+        streamed = c.stream_model or model
+        stream_recognizer = recognizer if streamed == model else local_recognizer(ctx.serve_dir, model=streamed, threads=cores)
+        with run_server(ctx.serve_dir, model=streamed, log_dir=logs) as server:
             results["streaming"] = {
+                "model": streamed,
                 "audio": source,
-                "accept": measure_accept(recognizer, model, audio, rate),
-                "websocket": measure_streams(server, recognizer, model=model, samples=audio[: int(c.stream_seconds * rate)], rate=rate,
+                "accept": measure_accept(stream_recognizer, streamed, audio, rate),
+                "websocket": measure_streams(server, stream_recognizer, model=streamed, samples=audio[: int(c.stream_seconds * rate)], rate=rate,
                                              levels=c.stream_levels),
             }  # fmt: skip
     if "memory" in wanted:
@@ -329,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus-dir", type=Path, help="corpus with lm_train.txt and lm_heldout.txt (default data/corpus40)")
     parser.add_argument("--memory-requests", type=int, help="requests of the memory section (default 1000; its figure compares request N/6 with N)")
     parser.add_argument("--throughput-model", help="bundle of the throughput section, served from --models-dir (default: the Wav2Letter bundle)")
+    parser.add_argument("--stream-model", help="bundle of the streaming section, served from --models-dir (default: the Wav2Letter bundle)")
     parser.add_argument("--memory-clip-seconds", type=float, help="the longest clip of the memory section's mix (default 30)")
     parser.add_argument("--whisper-manifest", type=Path, help=f"clips of the whisper section (default {REAL_CLIPS})")
     parser.add_argument("--whisper-clips", type=int, help="how many clips the whisper section takes (default 8)")
@@ -344,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["memory_clip_seconds"] = args.memory_clip_seconds
     if args.throughput_model:
         overrides["throughput_model"] = args.throughput_model
+    if args.stream_model:
+        overrides["stream_model"] = args.stream_model
     if args.whisper_manifest:
         overrides["whisper_manifest"] = args.whisper_manifest
     if args.whisper_clips:

@@ -27,9 +27,11 @@ from models.whisper_stream import INPUTS, OUTPUTS, StreamingWhisperCTC, cache_fr
 
 STREAM_TOLERANCE = 1e-4  # fp32: float summation order only
 # int8: a frame's activations are rounded to 8 bits per row, and a summation-order difference of 1e-7 upstream
-# can move a value across a rounding boundary: one quantization step (1/254 of the row's range) for that value,
-# carried on by the layers above. Measured on random tiny models: at most 0.5% of the largest log-probability.
-INT8_STREAM_TOLERANCE = 2e-2
+# (a softmax over another number of keys) can move a value across a rounding boundary: one quantization step
+# (1/254 of the row's range) for that value, carried on by the layers above. Measured: at most 0.5% of the
+# largest log-probability on random tiny models, 2.2% on the trained base model, against 23% between int8
+# and fp32 themselves; the greedy path is what the agreement bound checks.
+INT8_STREAM_TOLERANCE = 5e-2
 MIN_STREAM_AGREEMENT = 0.99  # int8: frames whose best token is the masked pass's
 PIECE_PATTERNS = ((1, 7, 311), (4000,), (100_000,), (333, 12_345))  # sample counts per message, cycled
 

@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--decoders", default="greedy,beam")
     parser.add_argument("--piece-ms", type=float, default=160.0)
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--no-whole-finals", action="store_true", help="finals from the streamed emissions (chunked models: the block mask) instead of a pass over each utterance")
     args = parser.parse_args()
     recognizer, bundle = _offline_recognizer(args.models_dir, args.model)
     model = bundle.model()
@@ -67,7 +68,7 @@ def main() -> None:
         emissions = model.emissions(audio)
         warped = most_confident(warps, [emissions if w == 1.0 else model.emissions(warp_spectrum(audio, w)) for w in warps])[1] if warps else emissions
         for decoder, opts in options.items():
-            stream = Stream(recognizer, bundle, model, opts, StreamOptions(interim_results=False))
+            stream = Stream(recognizer, bundle, model, opts, StreamOptions(interim_results=False, whole_finals=not args.no_whole_finals))
             results = [r for start in range(0, len(audio), piece) for r in stream.accept(audio[start : start + piece])] + stream.finish()
             finals = [r for r in results if r.kind == "final" and r.transcript is not None]
             streamed = " ".join(t for r in finals if (t := r.transcript.to_json()["raw_text"]))  # type: ignore[union-attr]
@@ -84,7 +85,7 @@ def main() -> None:
             finals_per_clip[decoder].append(len(finals))
     for decoder in decoders:
         scores = {way: [round(x, 2) for x in error_rates(p)] for way, p in pairs[decoder].items()}
-        print(json.dumps({"manifest": str(args.manifest), "model": bundle.name, "decoder": decoder, "piece_ms": args.piece_ms, "clips": len(rows),
+        print(json.dumps({"manifest": str(args.manifest), "model": bundle.name, "decoder": decoder, "piece_ms": args.piece_ms, "whole_finals": not args.no_whole_finals, "clips": len(rows),
                           "streamed_equals_segments": equal[decoder], "finals_per_clip": round(float(np.mean(finals_per_clip[decoder])), 2),
                           "multi_final_clips": sum(n > 1 for n in finals_per_clip[decoder]), "wer_cer": scores}), flush=True)
 

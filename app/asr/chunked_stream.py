@@ -84,6 +84,11 @@ class ChunkedStreamGraph:
         if missing:
             raise ValueError(f"the graph lacks the chunked streaming inputs {sorted(missing)}")
         self.empty_cache = np.zeros((spec.layers, 2, 1, spec.cache_frames, spec.width), np.float32)
+        # Cross-stream batching, by measurement (docs/streaming.md): on the CPU a chunk of 32 frames already
+        # fills the int8 GEMMs, and stacking streams copies every cache in and out, so a chunk costs less alone;
+        # on a GPU the call overhead dominates and streams share calls
+        providers = getattr(session, "get_providers", lambda: ["CPUExecutionProvider"])()
+        self.max_batch = 64 if providers[:1] == ["CUDAExecutionProvider"] else 1
         self.calls = 0
         self.rows = 0
 

@@ -87,7 +87,8 @@ class StreamScheduler:
                 lane.wakeup.clear()
                 await lane.wakeup.wait()
                 continue
-            batch, lane.queue = lane.queue[: self.max_batch], lane.queue[self.max_batch :]
+            size = min(self.max_batch, getattr(graph, "max_batch", self.max_batch))  # a graph may gain nothing from company (chunked_stream)
+            batch, lane.queue = lane.queue[:size], lane.queue[size:]
             lane.in_flight += 1
             task = loop.run_in_executor(self.executor, graph.run, [r for r, _ in batch])
             task.add_done_callback(lambda done, batch=batch: self._deliver(lane, batch, done))  # type: ignore[misc]
