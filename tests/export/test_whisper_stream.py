@@ -227,3 +227,52 @@ def test_manifest_refuses_chunked_streaming_it_cannot_serve(served: Path) -> Non
         Manifest.from_json(bad)
     with pytest.raises(ManifestError, match="full-context"):
         Manifest.from_json({**data, "context": "exact"})
+
+
+def test_scheduled_streams_get_what_they_get_alone(served: Path) -> None:
+    """`WS /v1/stream`'s path (the StreamScheduler): chunked streams run alone on the CPU, each gets its own results."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.asr.recognizer import Recognizer
+    from app.asr.stream_batching import StreamScheduler
+    from app.asr.streaming import Stream, StreamOptions
+
+    recognizer = Recognizer(load_bundles(served, threads=1), default_model=NAME)
+    bundle = recognizer.bundle(NAME)
+
+    def new() -> Stream:
+        return Stream(recognizer, bundle, bundle.models["int8"], DecodeOptions(decoder="greedy"), StreamOptions(endpoint_silence=0.3, max_utterance=1.0))
+
+    audios = [speechlike(s, seed=20 + i) for i, s in enumerate([2.5, 1.2, 3.0])]
+    expected = []
+    for audio in audios:
+        stream = new()
+        expected.append([r for i in range(0, len(audio), 2560) for r in stream.accept(audio[i : i + 2560])] + stream.finish())
+
+    async def run(scheduler: StreamScheduler, stream: Stream, audio: np.ndarray) -> list:
+        out = []
+        for i in range(0, len(audio), 2560):
+            out += await scheduler.accept(stream, audio[i : i + 2560])
+            await asyncio.sleep(0)
+        return out + await scheduler.finish(stream)
+
+    async def together(scheduler: StreamScheduler) -> list:
+        return await asyncio.gather(*(run(scheduler, new(), a) for a in audios))
+
+    with ThreadPoolExecutor(2) as executor:
+        scheduler = StreamScheduler(executor)
+        got = asyncio.run(together(scheduler))
+    assert scheduler.calls == scheduler.chunks > 0  # max_batch 1 on the CPU: no call carries two streams
+    for a, b in zip(expected, got, strict=True):
+        assert [(r.kind, r.text, r.start, r.end) for r in b] == [(r.kind, r.text, r.start, r.end) for r in a]
+
+
+def test_capacity_is_measured_on_the_chunked_path(bundle: AcousticBundle, served: Path) -> None:
+    from app.asr.capacity import measure_stream_capacity
+    from app.asr.recognizer import Recognizer
+
+    recognizer = Recognizer(load_bundles(served, threads=1), default_model=NAME)
+    capacity = measure_stream_capacity(recognizer, recognizer.bundle(NAME), workers=1, batch=4)
+    assert capacity.source == "measured" and capacity.streams >= 1
+    assert capacity.acoustic_seconds == capacity.acoustic_seconds > 0  # a number: the chunk path ran

@@ -158,3 +158,38 @@ def test_export_of_the_checkpoint(resumed: Run, tmp_path: Path) -> None:
     bundle = load_bundles(out.parent, threads=1).acoustic["tiny-whisper-trained"]
     emissions = bundle.model().emissions(resumed.clips[0])
     assert emissions.shape == (WhisperCTC.output_frames(len(resumed.clips[0])), 29) and np.isfinite(emissions).all()
+
+
+@pytest.fixture(scope="module")
+def dual(workdir: tuple[Path, Path, list[np.ndarray], list[str]]) -> Run:
+    """A dual-mode run (full attention and the block mask, fixed mel floor): 2 steps, then resumed to 3."""
+    root, model_bin, clips, argv = workdir
+    argv = [a if a != str(root / "run") else str(root / "dual") for a in argv]
+    extra = ["--chunk-frames", "4", "--left-chunks", "2", "--mel-floor", "-7", "--chunk-share", "0.5"]
+    train([*argv, *extra, "--max-steps", "2"])
+    return snapshot(root / "dual", model_bin, clips, train([*argv, "--max-steps", "3", "--resume"]))  # the flags come back from last.pt
+
+
+def test_dual_mode_caches_both_masks_and_scores_both(dual: Run, tmp_path: Path) -> None:
+    assert dual.last["config"]["chunk_frames"] == 4 and dual.last["model_config"]["mel_floor"] == -7.0
+    evals = [e for e in dual.log if "score" in e]
+    assert {"dev:heldout", "chunked:dev:heldout"} <= set(evals[-1])
+    assert evals[-1]["score"] == pytest.approx((evals[-1]["dev:heldout"]["wer"] + evals[-1]["chunked:dev:heldout"]["wer"]) / 2, abs=1e-3)
+    assert len({p.split("/")[1] for p in dual.cache}) == 4  # train and dev, each with full attention and with the block mask
+    # the chunked cache is the frozen layer under the block mask and the fixed floor
+    model = load_checkpoint(dual.out / "best.pt", init=dual.model_bin)
+    assert model.config.chunk_frames == 4 and model.config.mel_floor == -7.0
+    wave = sf.read(str(dual.out.parent / "clips" / "3.flac"), dtype="int16")[0]
+    with torch.no_grad():
+        x = model.stem(model.frontend(torch.from_numpy(wave.astype(np.float32) / 32768.0)[None]))
+        full = model.encode(x, torch.tensor([x.shape[1]]), stop=FREEZE)[0]
+        chunked = model.encode(x, torch.tensor([x.shape[1]]), stop=FREEZE, chunked=True)[0]
+    shards = {p.split("/")[1]: torch.load(dual.out / p, weights_only=True) for p in dual.cache if p.split("/")[1].startswith("train")}
+    got = sorted(shards.values(), key=lambda s: float((s[3].float() - full).abs().max()))
+    torch.testing.assert_close(got[0][3].float(), full, atol=2e-2 * float(full.abs().max()), rtol=1e-2)
+    torch.testing.assert_close(got[1][3].float(), chunked, atol=2e-2 * float(chunked.abs().max()), rtol=1e-2)
+    out = tmp_path / "models" / "tiny-dual"
+    assert export_main(["whisper", str(dual.out / "best.pt"), "--init", str(dual.model_bin), "-o", str(out)]) == 0
+    manifest = Manifest.load(out)
+    assert manifest.chunked_streaming is not None and manifest.chunked_streaming.chunk_frames == 4
+    assert manifest.parity["fp32"]["streaming"]["max_relative_error"] <= 1e-4
