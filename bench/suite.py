@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-requests", type=int, help="requests of the memory section (default 1000; its figure compares request N/6 with N)")
     parser.add_argument("--throughput-model", help="bundle of the throughput section, served from --models-dir (default: the Wav2Letter bundle)")
     parser.add_argument("--stream-model", help="bundle of the streaming section, served from --models-dir (default: the Wav2Letter bundle)")
+    parser.add_argument("--stream-levels", help="comma-separated stream counts of the streaming section (default 1,2,4,8,16,32,64)")
     parser.add_argument("--memory-clip-seconds", type=float, help="the longest clip of the memory section's mix (default 30)")
     parser.add_argument("--whisper-manifest", type=Path, help=f"clips of the whisper section (default {REAL_CLIPS})")
     parser.add_argument("--whisper-clips", type=int, help="how many clips the whisper section takes (default 8)")
@@ -351,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["throughput_model"] = args.throughput_model
     if args.stream_model:
         overrides["stream_model"] = args.stream_model
+    if args.stream_levels:
+        overrides["stream_levels"] = tuple(int(n) for n in args.stream_levels.split(","))
     if args.whisper_manifest:
         overrides["whisper_manifest"] = args.whisper_manifest
     if args.whisper_clips:

@@ -1,6 +1,6 @@
 """When the first partial of a stream comes, measured from the first letter the offline model hears.
 
-    .venv/bin/python scripts/first_partial.py   # 20 real_dev_lj clips through the default bundle in 20 ms messages
+    .venv/bin/python scripts/first_partial.py [MODELS_DIR]   # 20 real_dev_lj clips through the default bundle in 20 ms messages
 
 Audio time only (the stream is fed as fast as it computes); one JSON line.
 """
@@ -20,10 +20,10 @@ from app.asr.recognizer import quiet_frames  # noqa: E402
 from app.asr.streaming import Stream, StreamOptions  # noqa: E402
 from app.cli import _offline_recognizer  # noqa: E402
 
-rec, bundle = _offline_recognizer(Path("models/bundles"), "whisper-ctc-base")
+rec, bundle = _offline_recognizer(Path(sys.argv[1] if len(sys.argv) > 1 else "models/bundles"), "whisper-ctc-base")
 model = bundle.model()
 rows = [json.loads(line) for line in open("../shared/data/real_dev_lj/manifest.jsonl")][:20]
-lat = []
+lat, onsets = [], []
 for r in rows:
     a = decode_audio(Path("../shared/data/real_dev_lj", r["audio"]).read_bytes(), sample_rate=16000, max_seconds=60).samples
     em = model.emissions(a)
@@ -37,4 +37,6 @@ for r in rows:
             t_first = (i + 320) / 16000
             break
     lat.append(t_first - onset)
-print(json.dumps({"clips": len(lat), "first_partial_after_first_letter_s": {"median": float(np.median(lat)), "max": float(np.max(lat))}}))
+    onsets.append(onset)
+print(json.dumps({"clips": len(lat), "first_partial_after_first_letter_s": {"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95)), "max": float(np.max(lat))},
+                  "first_partial_after_audio_start_s": {"median": float(np.median([x + o for x, o in zip(lat, onsets)])), "max": float(np.max([x + o for x, o in zip(lat, onsets)]))}}))

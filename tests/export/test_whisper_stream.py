@@ -276,3 +276,40 @@ def test_capacity_is_measured_on_the_chunked_path(bundle: AcousticBundle, served
     capacity = measure_stream_capacity(recognizer, recognizer.bundle(NAME), workers=1, batch=4)
     assert capacity.source == "measured" and capacity.streams >= 1
     assert capacity.acoustic_seconds == capacity.acoustic_seconds > 0  # a number: the chunk path ran
+
+
+def test_websocket_stream_serves_the_chunked_bundle(served: Path) -> None:
+    """`WS /v1/stream` on the chunked bundle: the same partials and finals as a `Stream` fed the same pieces in-process."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from app.asr.recognizer import Recognizer
+    from app.asr.streaming import Stream, StreamOptions
+    from app.config import Settings
+    from app.main import create_app
+
+    audio = speechlike(4.0, seed=9)
+    config = {"model": NAME, "sample_rate": 16000, "encoding": "f32le", "decoder": "greedy", "endpoint_silence": 0.3, "max_utterance": 1.2}
+    settings = Settings(models_dir=served, default_model=NAME, threads=1, workers=1, max_streams=4)
+    data = audio.astype("<f4").tobytes()
+    with TestClient(create_app(settings)) as client, client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps(config))
+        assert ws.receive_json()["type"] == "ready"
+        for start in range(0, len(data), 10240):
+            ws.send_bytes(data[start : start + 10240])
+        ws.send_text('{"type": "eof"}')
+        messages = []
+        while (message := ws.receive_json())["type"] != "eof":
+            messages.append(message)
+    finals = [m for m in messages if m["type"] == "final"]
+    assert len(finals) >= 3 and any(m["type"] == "partial" for m in messages)
+
+    recognizer = Recognizer(load_bundles(served, threads=1), default_model=NAME)
+    bundle = recognizer.bundle(NAME)
+    stream = Stream(recognizer, bundle, bundle.model(), DecodeOptions(decoder="greedy"), StreamOptions(endpoint_silence=0.3, max_utterance=1.2))
+    assert stream.graph is not None
+    expected = [r for i in range(0, len(audio), 2560) for r in stream.accept(audio[i : i + 2560])] + stream.finish()
+    assert [(m["text"], m["start"], m["end"]) for m in finals] == [
+        (r.transcript.to_json()["text"], pytest.approx(r.start, abs=1e-3), pytest.approx(r.end, abs=1e-3)) for r in expected if r.kind == "final" and r.transcript
+    ]
