@@ -39,4 +39,4 @@ for r in rows:
     lat.append(t_first - onset)
     onsets.append(onset)
 print(json.dumps({"clips": len(lat), "first_partial_after_first_letter_s": {"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95)), "max": float(np.max(lat))},
-                  "first_partial_after_audio_start_s": {"median": float(np.median([x + o for x, o in zip(lat, onsets)])), "max": float(np.max([x + o for x, o in zip(lat, onsets)]))}}))
+                  "first_partial_after_audio_start_s": {"median": float(np.median([x + o for x, o in zip(lat, onsets, strict=True)])), "max": float(np.max([x + o for x, o in zip(lat, onsets, strict=True)]))}}))
