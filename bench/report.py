@@ -144,6 +144,8 @@ def table(results: dict[str, Any]) -> str:
                 graph = "cached streaming graph" if accept.get("cached_graph") else "receptive-field windows (no cached graph in the bundle)"
                 lines.append(f"  over the offline acoustic model's time for the same audio ({_ms(accept['offline_acoustic_per_chunk'])} per chunk): "
                              f"{_f(accept['accept_over_offline'])}x ({graph}; mean over chunks, greedy finals)")  # fmt: skip
+            if "without_whole_finals_over_offline" in accept:
+                lines.append(f"  with finals from the streamed emissions instead of a pass over each utterance: {_f(accept['without_whole_finals_over_offline'])}x")
             if "windows_over_offline" in accept:
                 lines.append(f"  the same stream recomputing each receptive field: mean {_ms(accept.get('windows_mean'))}, {_f(accept['windows_over_offline'])}x")
             if "look_ahead_seconds" in accept:

@@ -15,7 +15,7 @@ from app.main import create_app
 
 KOKORO_HELDOUT = Path(__file__).parent / "data" / "kokoro-heldout"
 REAL_HELDOUT = Path(__file__).parent / "data" / "real-heldout"
-# The README's bounds for the default model (whisper-ctc-base, beam) on these clips (measured: real 23.7% WER, Kokoro 2.3%).
+# The README's bounds for the default model (whisper-ctc-base, beam) on these clips (measured: real 21.1% WER, Kokoro 0.0%).
 KOKORO_BEAM_WER_BOUND = 15.0
 REAL_BEAM_WER_BOUND = 30.0
 SENTENCES = ["she walked to the store to buy some bread", "the children were playing in the garden"]
@@ -68,6 +68,39 @@ def test_real_speech_never_trained_on(client: TestClient) -> None:
         pairs.append((row["text"], answer["raw_text"]))
     wer, _ = error_rates(pairs)
     assert len(pairs) == 4 and wer <= REAL_BEAM_WER_BOUND, (wer, pairs)
+
+
+def test_the_default_streams_real_speech_in_chunks(client: TestClient) -> None:
+    """The default bundle streams with its key/value cache (manifest `chunked_streaming`): a checked-in real clip over
+    `WS /v1/stream` in 100 ms messages gets partials, and its finals (each utterance run again with full attention)
+    read what the file does."""
+    import json
+
+    import numpy as np
+
+    from app.asr.audio import decode_audio
+    from app.asr.manifest import Manifest
+
+    spec = Manifest.load(BUNDLED_MODELS / "whisper-ctc-base").chunked_streaming
+    assert spec is not None and spec.chunk_frames == 32 and spec.precisions == ("int8",)
+    row = json.loads((REAL_HELDOUT / "manifest.jsonl").read_text().splitlines()[0])
+    data = (REAL_HELDOUT / row["audio"]).read_bytes()
+    offline = client.post("/v1/transcribe", content=data).json()["raw_text"]
+    samples = decode_audio(data, sample_rate=16000, max_seconds=60).samples
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    finals, partials = [], 0
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(json.dumps({"sample_rate": 16000}))
+        assert json.loads(ws.receive_text())["type"] == "ready"
+        for start in range(0, len(pcm), 3200):
+            ws.send_bytes(pcm[start : start + 3200])
+        ws.send_text('{"type": "eof"}')
+        while (message := json.loads(ws.receive_text()))["type"] != "eof":
+            partials += message["type"] == "partial"
+            if message["type"] == "final":
+                finals.append(message["raw_text"])
+    streamed = " ".join(t for t in finals if t)
+    assert partials >= 3 and error_rates([(offline, streamed)])[0] <= 20.0, (offline, streamed)
 
 
 def test_held_out_voice_sentence(client: TestClient, tmp_path: Path) -> None:
