@@ -161,7 +161,7 @@ def write_bundle(model: WhisperCTC, out: Path, *, description: dict[str, Any], n
         # float: the DFT convolution and mel projection (the spectrum's range needs it) and the two stem convolutions;
         # per-channel scales: on an early checkpoint they kept 92.5% of fp32's greedy words against 87.6% per tensor
         with quiet_root_logger():
-            if streams:  # activations per row and block: chunks and batches stay exact (export.quantize.quantize_per_row)
+            if streams:  # activations quantized per row: chunks and batches stay exact (export.quantize.quantize_per_row)
                 quantize_per_row(fp32_path, int8_path)
             else:
                 quantize_int8(fp32_path, int8_path, exclude_first=4, per_channel=True)

@@ -105,3 +105,19 @@ def tones(seconds: float, *, seed: int = 0, rate: int = 16000) -> np.ndarray:
             rng.uniform(0.03, 0.1) * np.sin(2 * np.pi * (f0 + glide * t) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * am * t))
         )
     return wave.astype(np.float32)
+
+
+def tiny_whisper_ctc(*, seed: int = 0, **config: Any) -> Any:
+    """A random `WhisperCTC` of width 32 over the project's letters, with outputs confident and varied enough
+    that int8's greedy agreement means something (positions spread, the head scaled up)."""
+    import torch
+
+    from app.asr.tokens import ctc_letters
+    from models.whisper_ctc import WhisperCTC, WhisperCTCConfig
+
+    torch.manual_seed(seed)
+    model = WhisperCTC(WhisperCTCConfig(**{"d_model": 32, "n_heads": 2, "n_layers": 1, "n_tokens": len(ctc_letters()), **config})).eval()
+    with torch.no_grad():
+        model.positional.normal_(0.0, 0.3)
+        model.head.weight.mul_(8.0)
+    return model

@@ -72,8 +72,8 @@ def measure_stream_capacity(recognizer: Recognizer, bundle: AcousticBundle, *, w
     stream.finish()
     total = (time.perf_counter() - started) / max(chunks, 1)  # everything one stream costs per chunk of audio, alone
     frames = chunk / model.geometry.stride  # frames per chunk of audio
-    compute = stream_options.cached_chunk_frames if stream.graph is not None else stream_options.chunk_frames
-    compute = getattr(stream.graph, "chunk_frames", compute)  # a chunked transformer runs its own chunk (app.asr.chunked_stream)
+    # frames per call: the cached graph's chunk option, or a chunked transformer's own chunk (app.asr.chunked_stream)
+    compute = getattr(stream.graph, "chunk_frames", stream_options.cached_chunk_frames) if stream.graph is not None else stream_options.chunk_frames
     alone, batched = _acoustic_per_frame(model, frames=compute, batch=batch)
     decode = max(total - alone * frames, 0.0)
     cost = batched * frames + decode / max(workers, 1)

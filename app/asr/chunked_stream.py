@@ -125,8 +125,9 @@ class ChunkedStreamGraph:
             self._begin_segment(state)
         f = state.segment_frames
         available = state.audio_samples - state.segment_start  # samples of this segment so far
+        total = self._segment_frames_at_end(available) if state.finished else -1  # the segment's frames, once its end is known
         if state.finished:
-            frames = self._segment_frames_at_end(available) - f
+            frames = total - f
         else:
             ready = (available - REACH) // STRIDE + 1 - f if available >= REACH else 0
             frames = ready - ready % c
@@ -134,7 +135,6 @@ class ChunkedStreamGraph:
         frames = min(frames, max(max_frames - max_frames % c, c), room)
         if frames <= 0:
             return None
-        total = self._segment_frames_at_end(available) if state.finished else -1
         if state.finished and state.segment_start + (f + frames) * STRIDE + LOOKAHEAD > state.audio_samples:
             frames = total - f  # the last frames see the end padding: they go in the last call, whatever the cap
         skip = min(f, WINDOW_SKIP)

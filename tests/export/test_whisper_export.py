@@ -25,9 +25,9 @@ from app.config import Settings
 from app.main import create_app
 from export.cli import main as export_main
 from export.whisper_ctc import LICENSE_FILE, write_bundle
-from models.whisper_ctc import FRAME_STRIDE, WhisperCTC, WhisperCTCConfig
+from models.whisper_ctc import FRAME_STRIDE, WhisperCTC
 from tests.helpers import encode, speechlike
-from tests.whisper_helpers import build_ct2_whisper
+from tests.whisper_helpers import build_ct2_whisper, tiny_whisper_ctc
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +38,7 @@ LONG_SECONDS = 40.0  # over the 30 s the positional table holds: the runtime mus
 
 
 def tiny_model() -> WhisperCTC:
-    """Random, with outputs confident and varied enough that int8's greedy agreement means something."""
-    torch.manual_seed(0)
-    model = WhisperCTC(WhisperCTCConfig(d_model=32, n_heads=2, n_layers=1, n_tokens=len(ctc_letters()))).eval()
-    with torch.no_grad():
-        model.positional.normal_(0.0, 0.3)
-        model.head.weight.mul_(8.0)
-    return model
+    return tiny_whisper_ctc(seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ from app.asr.bundle import AcousticBundle, load_bundles
 from app.asr.chunked_stream import ChunkedStreamGraph, stream_emissions
 from app.asr.manifest import Manifest, ManifestError
 from app.asr.options import DecodeOptions
-from app.asr.tokens import ctc_letters
 from export.quantize import quantize_per_row
 from export.whisper_ctc import write_bundle
 from export.whisper_stream import INT8_STREAM_TOLERANCE, MIN_STREAM_AGREEMENT, graph_masked_emissions, masked_emissions
-from models.whisper_ctc import WhisperCTC, WhisperCTCConfig
+from models.whisper_ctc import WhisperCTC
 from tests.helpers import speechlike
+from tests.whisper_helpers import tiny_whisper_ctc
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +33,7 @@ CHUNK, LEFT = 4, 2
 
 
 def tiny_model() -> WhisperCTC:
-    torch.manual_seed(1)
-    config = WhisperCTCConfig(d_model=32, n_heads=2, n_layers=2, n_tokens=len(ctc_letters()), chunk_frames=CHUNK, left_chunks=LEFT, mel_floor=-7.0)
-    model = WhisperCTC(config).eval()
-    with torch.no_grad():
-        model.positional.normal_(0.0, 0.3)
-        model.head.weight.mul_(8.0)
-    return model
+    return tiny_whisper_ctc(seed=1, n_layers=2, chunk_frames=CHUNK, left_chunks=LEFT, mel_floor=-7.0)
 
 
 @pytest.fixture(scope="module")
