@@ -2,11 +2,11 @@
 
     python scripts/tune_rescoring.py [--nbest 32] [--lm models/bundles/txl-char] [--cache runs/rescore-tune/nbest32.json]
 
-The n-best lists of real_dev_lj and test_an4 through the served path (`Recognizer.transcribe`:
+The n-best lists of real_dev_lj, test_an4 and the real_more dev speaker through the served path (`Recognizer.transcribe`:
 the bundle's beam, LM weights and speaker normalisation) are decoded once and kept in
 `--cache` (texts and decoder totals), so trying another Transformer-XL costs no decoding.
 They are scored by the rescorer (`--lm`, default: the bundle the acoustic bundle names), then a
-grid of alpha x beta is chosen on real_dev_lj's even half and reported on its odd half and AN4,
+grid of alpha x beta is chosen on real_dev_lj's even half and reported on its odd half, AN4 and the real_more dev speaker,
 beside the oracle of the first 8 and of all `--nbest`. Unlike `asr-export tune`, the LM weights
 stay the bundle's.
 """
@@ -29,7 +29,8 @@ from app.asr.text import normalize_text
 from export.tune import NbestScores, rescored_texts
 from models.train.manifest import read_manifest
 
-SETS = {"lj": "../shared/data/real_dev_lj/manifest.jsonl", "an4": "data/test_an4.jsonl"}  # the same clips as data/corpus40/test_an4.jsonl
+SETS = {"lj": "../shared/data/real_dev_lj/manifest.jsonl", "an4": "data/test_an4.jsonl",  # the same clips as data/corpus40/test_an4.jsonl
+        "ls19": "data/real_more/dev.jsonl"}  # the held-out real_more speaker (LibriSpeech 19)
 ALPHAS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 BETAS = (-2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
 
@@ -84,6 +85,8 @@ def main() -> None:
     lists = {name: scored(rows, scorer, args.nbest) for name, rows in decoded.items()}
     parts = {"lj_even": (refs["lj"][0::2], lists["lj"][0::2]), "lj_odd": (refs["lj"][1::2], lists["lj"][1::2]),
              "lj": (refs["lj"], lists["lj"]), "an4": (refs["an4"], lists["an4"])}  # fmt: skip
+    if "ls19" in lists:  # caches written before the held-out real_more speaker joined have no ls19
+        parts["ls19"] = (refs["ls19"], lists["ls19"])
     rows = []
     for alpha, beta in itertools.product(ALPHAS, BETAS):
         rows.append({"alpha": alpha, "beta": beta, **{k: wer(r, rescored_texts(table, alpha, beta)) for k, (r, table) in parts.items()}})

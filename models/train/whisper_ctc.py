@@ -9,7 +9,10 @@ CTC needs is the top of the stack re-aimed at letters. The lower `--freeze` laye
 clip (clip alone, no 30 s padding, as the server runs them) and their outputs are kept in fp16 in
 `OUT/cache/`, so an epoch costs only the trained layers. SpecAugment then works on those hidden
 states: time masks filled with the clip's mean state and a per-clip channel dropout, since the
-log-mel is behind the frozen layers.
+log-mel is behind the frozen layers. With `--augment` the training clips are not cached: each batch
+is augmented as a waveform (speed, vocal-tract warp, reverberation, noise, telephone band, gain; the
+Wav2Letter recipe's `models.train.augment`) in loader processes, and the stem and frozen layers run
+on it forward only, what a GPU run with the whole encoder unfrozen (`--freeze 0`) needs too.
 
 The run is resumable (`OUT/last.pt`: trained weights, optimizer, step, clock) and keeps the best
 checkpoint by the mean greedy WER of the `--dev` sets (`OUT/best.pt`, the trained layers only, fp16:
@@ -34,8 +37,9 @@ import torch
 from app.asr.decoders.greedy import ctc_segments
 from app.asr.metrics import error_rates
 from app.asr.tokens import TokenTable, ctc_letters
+from models.train.augment import AugmentConfig
 from models.train.common import learning_rate, resolve_device, run_finished, schedule_progress
-from models.train.data import Clip, length_batches, load_clips
+from models.train.data import Clip, batch_stream, length_batches, load_clips
 from models.whisper_ct2 import load_whisper_ctc
 from models.whisper_ctc import WhisperCTC, WhisperCTCConfig
 
@@ -68,6 +72,11 @@ class TrainConfig:
     chunk_frames: int = 0  # 0: full attention only
     left_chunks: int = 8
     chunk_share: float = 0.5
+    # waveform augmentation (models.train.augment: speed, vocal-tract warp, reverberation, noise, telephone band,
+    # gain): the training clips are not cached; the stem and the frozen layers run on each augmented batch
+    # (forward only), so a step costs about a fifth more on the CPU with two frozen layers
+    augment: bool = False
+    augment_workers: int = 1  # loader processes that augment (0: in the training process)
 
 
 # --- the cache of frozen-layer outputs ----------------------------------------------------------------------------------
@@ -127,6 +136,25 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, config: TrainConfig, ge
     return x
 
 
+@torch.no_grad()
+def frozen_batch(model: WhisperCTC, waves: Sequence[np.ndarray], freeze: int, *, chunked: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hidden states after the first `freeze` layers of a batch of (augmented) waveforms, `[B, T, D]`,
+    and each row's frames: what the cache holds for clean clips, computed on the fly. The front end and
+    the stem run per clip, so each clip's last frames see its own edge padding (not the batch's zeros),
+    as the server and the cache compute them; the frozen layers run on the padded batch."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    stems = [model.stem(model.frontend(torch.from_numpy(np.asarray(w, dtype=np.float32))[None].to(device)))[0] for w in waves]
+    frames = torch.tensor([s.shape[0] for s in stems])
+    x = torch.zeros(len(stems), int(frames.max()), stems[0].shape[1], device=device)
+    for row, s in enumerate(stems):
+        x[row, : s.shape[0]] = s
+    x = model.encode(x, frames.to(device), stop=freeze, chunked=chunked)
+    model.train(was_training)
+    return x.float(), frames
+
+
 def pad_states(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = torch.tensor([s.shape[0] for s in states])
     batch = torch.zeros(len(states), int(lengths.max()), states[0].shape[1])
@@ -156,7 +184,8 @@ def greedy_wer(model: WhisperCTC, states: Sequence[torch.Tensor], texts: Sequenc
     for start in range(0, len(order), 16):
         idx = order[start : start + 16]
         x, lengths = pad_states([states[i] for i in idx])
-        best = model.logits(model.encode(x, lengths, start=freeze, chunked=chunked)).argmax(-1).numpy()
+        device = next(model.parameters()).device
+        best = model.logits(model.encode(x.to(device), lengths.to(device), start=freeze, chunked=chunked)).argmax(-1).cpu().numpy()
         for row, i in enumerate(idx):
             hyp = table.decode([tok for tok, _ in ctc_segments(best[row, : int(lengths[row])], table.blank_id)])
             pairs.append((texts[i], hyp))
@@ -216,18 +245,25 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
         cached[chunked] = {}
         mode = (f"|floor{mel_floor}" if mel_floor is not None else "") + (f"|chunk{config.chunk_frames}x{config.left_chunks}" if chunked else "")
         for name, clips in sets.items():
+            if name == "train" and config.augment:  # augmented clips are never the same twice
+                continue
             unique = list({id(c.audio): c for c in clips}.values())  # a manifest listed twice shares its arrays
             key = cache_key(init, freeze, unique, mode)
             states = frozen_states(model, unique, freeze, out / "cache" / f"{name.replace(':', '-')}-{key}", chunked=chunked, echo=echo)
             by_audio = {id(c.audio): s for c, s in zip(unique, states, strict=True)}
             cached[chunked][name] = [by_audio[id(c.audio)] for c in clips]
     full = cached[False]
-    train_idx = [i for i, c in enumerate(sets["train"]) if fits(c.text, full["train"][i].shape[0], table)]
+    if config.augment:
+        train_frames = [int(model.output_frames(len(c.audio))) for c in sets["train"]]
+    else:
+        train_frames = [s.shape[0] for s in full["train"]]
+    train_idx = [i for i, c in enumerate(sets["train"]) if fits(c.text, train_frames[i], table)]
     seconds = sum(len(sets["train"][i].audio) for i in train_idx) / 16000
     echo(f"{len(train_idx)} training clips ({seconds / 3600:.2f} h, {len(train) - len(train_idx)} dropped); "
          f"training {sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f}M of {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")  # fmt: skip
 
-    model.to(resolve_device(device)).train()
+    device_ = resolve_device(device)
+    model.to(device_).train()
     # the fresh head learns faster than the pretrained layers; weight decay on matrices only
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
@@ -243,8 +279,11 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
         echo(f"resumed from {last_path} at step {step}, {elapsed / 60:.1f} min")
     generator = torch.Generator().manual_seed(config.seed + step)
     rng = np.random.default_rng(config.seed + step)
-    lengths = [full["train"][i].shape[0] for i in train_idx]
+    lengths = [train_frames[i] for i in train_idx]
     batches = length_batches(lengths, max_samples=int(config.batch_seconds * 50), rng=rng, max_batch=config.max_batch)
+    if config.augment:  # the same length buckets, over waveforms, augmented in loader processes
+        waves = batch_stream([sets["train"][i] for i in train_idx], batch_seconds=config.batch_seconds, max_batch=config.max_batch,
+                             augment=AugmentConfig(), seed=config.seed + step, workers=config.augment_workers)
     dropout = torch.nn.Dropout(config.dropout)
     ctc = torch.nn.CTCLoss(blank=table.blank_id, zero_infinity=True)
 
@@ -285,17 +324,23 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
         losses: list[float] = []
         lr = config.lr
         while not run_finished(step=step, elapsed=elapsed, minutes=config.minutes, max_steps=config.max_steps):
-            idx = [train_idx[i] for i in next(batches)]
             chunked = bool(config.chunk_frames) and bool(torch.rand((), generator=generator) < config.chunk_share)
-            x, frames = pad_states([cached[chunked]["train"][i] for i in idx])
-            x = dropout(spec_augment(x, frames, config, generator))
+            if config.augment:
+                rows, batch = next(waves)
+                idx = [train_idx[i] for i in rows]
+                x, frames = frozen_batch(model, batch, freeze, chunked=chunked)
+                x = x.cpu()
+            else:
+                idx = [train_idx[i] for i in next(batches)]
+                x, frames = pad_states([cached[chunked]["train"][i] for i in idx])
+            x = dropout(spec_augment(x, frames, config, generator)).to(device_)
             labels = [torch.tensor(table.encode(sets["train"][i].text)) for i in idx]
             progress = schedule_progress(step=step, elapsed=elapsed, minutes=config.minutes, max_steps=config.max_steps)
             scale = learning_rate(step=step, progress=progress, lr=1.0, warmup=config.warmup, final_lr_ratio=config.final_lr_ratio)
             lr = config.lr * scale
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * scale
-            logp = torch.log_softmax(model.logits(model.encode(x, frames, start=freeze, chunked=chunked)), dim=-1)
+            logp = torch.log_softmax(model.logits(model.encode(x, frames.to(device_), start=freeze, chunked=chunked)), dim=-1)
             loss = ctc(logp.transpose(0, 1), torch.cat(labels), frames, torch.tensor([len(t) for t in labels]))
             optimizer.zero_grad(set_to_none=True)
             if torch.isfinite(loss):
@@ -346,7 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seconds", type=float, default=29.9, help="drop longer clips (the positional table holds just under 30 s)")
     parser.add_argument("--mel-floor", type=float, default=None, help="a fixed log10 floor for the log-mel instead of peak - 8 (streamable models)")
     for name, value in asdict(TrainConfig()).items():
-        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+        if isinstance(value, bool):
+            parser.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=value)
+        else:
+            parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     return parser
 
 

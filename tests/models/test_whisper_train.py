@@ -193,3 +193,30 @@ def test_dual_mode_caches_both_masks_and_scores_both(dual: Run, tmp_path: Path) 
     manifest = Manifest.load(out)
     assert manifest.chunked_streaming is not None and manifest.chunked_streaming.chunk_frames == 4
     assert manifest.parity["fp32"]["streaming"]["max_relative_error"] <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def augmented(workdir: tuple[Path, Path, list[np.ndarray], list[str]]) -> Run:
+    root, model_bin, clips, argv = workdir
+    argv = [a if a != str(root / "run") else str(root / "augmented") for a in argv]
+    return snapshot(root / "augmented", model_bin, clips, train([*argv, "--max-steps", "3", "--augment", "--augment-workers", "0"]))
+
+
+def test_augmented_run_trains_on_the_fly_without_a_training_cache(augmented: Run) -> None:
+    assert augmented.last["config"]["augment"] is True and augmented.last["step"] == 3
+    assert [e["step"] for e in augmented.log if "loss" in e] == [1, 2, 3]
+    assert all(np.isfinite(e["loss"]) for e in augmented.log if "loss" in e)
+    assert {p.split("/")[1].split("-")[0] for p in augmented.cache} == {"dev"}  # augmented clips are never cached
+
+
+def test_frozen_batch_equals_the_cached_states_of_each_clip(first: Run) -> None:
+    from models.train.whisper_ctc import frozen_batch
+
+    model = load_checkpoint(first.out / "best.pt", init=first.model_bin)
+    waves = [sf.read(str(first.out.parent / "clips" / f"{i}.flac"), dtype="float32")[0] for i in (0, 3)]  # 0.6 s and 1.5 s: one row padded
+    x, frames = frozen_batch(model, waves, FREEZE, chunked=False)
+    for row, wave in enumerate(waves):
+        with torch.no_grad():
+            alone = model.encode(model.stem(model.frontend(torch.from_numpy(wave)[None])), torch.tensor([int(frames[row])]), stop=FREEZE)[0]
+        assert x[row].shape[0] >= int(frames[row]) == alone.shape[0]
+        torch.testing.assert_close(x[row, : int(frames[row])], alone, atol=1e-4 * float(alone.abs().max()), rtol=1e-4)
