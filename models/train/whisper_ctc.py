@@ -194,6 +194,33 @@ def greedy_wer(model: WhisperCTC, states: Sequence[torch.Tensor], texts: Sequenc
 
 
 # --- checkpoints -----------------------------------------------------------------------------------------------------
+def pack_init(model: WhisperCTC, path: Path, *, int8_blocks: bool = True) -> None:
+    """Write a whole model (stem, every block, head) as one `--init` file small enough to travel to a GPU
+    machine, where Whisper's 145 MB model.bin does not fit the transfer limit: float16, and with
+    `int8_blocks` each block matrix as int8 per row with a float32 scale (about 23 MB for base; the
+    rounding is fine-tuned away when every block trains). The stem and positions stay float16, exactly
+    Whisper's values, so a checkpoint trained from this file loads back over the original model.bin."""
+    state: dict[str, Any] = {}
+    for name, value in model.state_dict().items():
+        if int8_blocks and name.startswith("blocks.") and value.dim() == 2:
+            scale = value.abs().amax(dim=1).clamp(min=1e-12) / 127
+            state[name] = {"q": torch.round(value / scale[:, None]).to(torch.int8), "scale": scale.float()}
+        else:
+            state[name] = value.half()
+    torch.save({"model_config": model.config.to_json(), "model": state, "packed_init": True}, path)
+
+
+def load_init(init: Path, **overrides: Any) -> WhisperCTC:
+    """`--init`: Whisper's CTranslate2 model.bin (a fresh head), or a whole model written by `pack_init`."""
+    if Path(init).suffix != ".pt":
+        return load_whisper_ctc(init, **overrides)
+    saved = torch.load(init, map_location="cpu", weights_only=False)
+    model = WhisperCTC(WhisperCTCConfig(**{**saved["model_config"], **{k: v for k, v in overrides.items() if k != "n_tokens"}}))
+    state = {k: (v["q"].float() * v["scale"].float()[:, None] if isinstance(v, dict) else v.float()) for k, v in saved["model"].items()}
+    model.load_state_dict(state)
+    return model
+
+
 def trained_state(model: WhisperCTC, freeze: int) -> dict[str, torch.Tensor]:
     """The parameters this recipe changes: blocks from `freeze` on, the final LayerNorm and the head."""
     return {k: v for k, v in model.state_dict().items() if k.startswith(("ln_post.", "head.")) or (k.startswith("blocks.") and int(k.split(".")[1]) >= freeze)}
@@ -204,7 +231,7 @@ def load_checkpoint(path: Path, init: Path | None = None) -> WhisperCTC:
     saved = torch.load(path, map_location="cpu", weights_only=False)
     config = WhisperCTCConfig(**saved["model_config"])
     init = Path(init or saved["init"])
-    model = load_whisper_ctc(init, **{k: v for k, v in asdict(config).items() if k not in ("n_mels", "d_model", "n_heads", "max_frames")})  # fmt: skip
+    model = load_init(init, **{k: v for k, v in asdict(config).items() if k not in ("n_mels", "d_model", "n_heads", "max_frames")})  # fmt: skip
     model.load_state_dict({k: v.float() for k, v in saved["model"].items()}, strict=False)
     return model.eval()
 
@@ -221,13 +248,14 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
         saved = torch.load(last_path, map_location="cpu", weights_only=False)
         config = TrainConfig(**{**asdict(config), **{k: saved["config"][k] for k in ("freeze", "chunk_frames", "left_chunks") if k in saved["config"]}})
         mel_floor = saved["model_config"].get("mel_floor")
-    model = load_whisper_ctc(init, n_tokens=len(table), chunk_frames=config.chunk_frames, left_chunks=config.left_chunks if config.chunk_frames else 0,
-                             mel_floor=mel_floor)  # fmt: skip
+    model = load_init(init, n_tokens=len(table), chunk_frames=config.chunk_frames, left_chunks=config.left_chunks if config.chunk_frames else 0,
+                      mel_floor=mel_floor)  # fmt: skip
     torch.manual_seed(config.seed)
-    torch.nn.init.normal_(model.head.weight, std=0.02)
-    torch.nn.init.zeros_(model.head.bias)
-    with torch.no_grad():
-        model.head.bias[table.blank_id] = 2.0  # CTC starts near all-blank, as trained models end
+    if Path(init).suffix != ".pt":  # a packed whole model brings its trained head
+        torch.nn.init.normal_(model.head.weight, std=0.02)
+        torch.nn.init.zeros_(model.head.bias)
+        with torch.no_grad():
+            model.head.bias[table.blank_id] = 2.0  # CTC starts near all-blank, as trained models end
     if saved is not None:
         model.load_state_dict(saved["model"], strict=False)
     elif start is not None:  # a new run from an earlier run's weights (e.g. the shipped models/checkpoints/whisper-ctc-base.fp16.pt)
@@ -341,7 +369,7 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * scale
             logp = torch.log_softmax(model.logits(model.encode(x, frames.to(device_), start=freeze, chunked=chunked)), dim=-1)
-            loss = ctc(logp.transpose(0, 1), torch.cat(labels), frames, torch.tensor([len(t) for t in labels]))
+            loss = ctc(logp.transpose(0, 1), torch.cat(labels).to(device_), frames.to(device_), torch.tensor([len(t) for t in labels], device=device_))
             optimizer.zero_grad(set_to_none=True)
             if torch.isfinite(loss):
                 loss.backward()

@@ -220,3 +220,31 @@ def test_frozen_batch_equals_the_cached_states_of_each_clip(first: Run) -> None:
             alone = model.encode(model.stem(model.frontend(torch.from_numpy(wave)[None])), torch.tensor([int(frames[row])]), stop=FREEZE)[0]
         assert x[row].shape[0] >= int(frames[row]) == alone.shape[0]
         torch.testing.assert_close(x[row, : int(frames[row])], alone, atol=1e-4 * float(alone.abs().max()), rtol=1e-4)
+
+
+def test_packed_init_carries_the_whole_model_and_trains_every_block(first: Run, tmp_path: Path) -> None:
+    """What travels to a GPU machine (`scripts/gpu/pack_whisper_ctc.py`): one small file that replaces
+    both `--init` and `--start`, and a run from it whose checkpoint loads back over the original model.bin."""
+    from models.train.whisper_ctc import load_init, pack_init
+
+    model = load_checkpoint(first.out / "best.pt", init=first.model_bin)
+    pack_init(model, tmp_path / "init.pt")
+    packed = load_init(tmp_path / "init.pt")
+    original, loaded = model.state_dict(), packed.state_dict()
+    assert set(original) == set(loaded)
+    for name in ("conv1.weight", "conv2.weight", "positional", "head.weight"):  # float16 as in Whisper's file: exact
+        torch.testing.assert_close(loaded[name], original[name].half().float())
+    for name, value in original.items():
+        if name.startswith("blocks.") and value.dim() == 2:  # int8 per row: within half a step of each row's scale
+            step = value.abs().amax(dim=1, keepdim=True) / 127
+            assert bool(((loaded[name] - value).abs() <= step * 0.5 + 1e-3 * step).all()), name
+    out = tmp_path / "run"
+    train(["--init", str(tmp_path / "init.pt"), "--train", str(first.out.parent / "train.jsonl"), "--dev", str(first.out.parent / "heldout.jsonl"),
+           "--out", str(out), "--freeze", "0", "--max-steps", "2", "--minutes", "5", "--threads", "1", "--load-workers", "1", "--eval-minutes", "0",
+           "--augment", "--augment-workers", "0"])  # fmt: skip
+    saved = torch.load(out / "best.pt", weights_only=False)
+    assert {k.split(".")[1] for k in saved["model"] if k.startswith("blocks.")} == {"0", "1"}  # every block trained
+    back = load_checkpoint(out / "best.pt", init=first.model_bin)  # over the original model.bin, as on the way back
+    torch.testing.assert_close(back.state_dict()["conv2.weight"], original["conv2.weight"])
+    head_before = packed.state_dict()["head.weight"]
+    assert float((back.state_dict()["head.weight"] - head_before).abs().max()) < 0.1  # the head came with the init, not fresh
