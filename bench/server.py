@@ -252,7 +252,7 @@ def look_ahead_seconds(recognizer: Recognizer, model: str) -> float:
     acoustic = recognizer.acoustic_model(bundle, DecodeOptions())
     geometry = acoustic.geometry
     samples = geometry.right_pad if geometry.exact else StreamOptions().right_context * geometry.stride
-    if getattr(acoustic.streaming, "lookahead_samples", None) is not None:  # chunked transformer: the stem's reach past a chunk
+    if acoustic.streaming is not None and acoustic.streaming.lookahead_samples is not None:  # chunked transformer: the stem's reach past a chunk
         samples = acoustic.streaming.lookahead_samples
     return samples / bundle.manifest.sample_rate
 

@@ -73,7 +73,7 @@ def measure_stream_capacity(recognizer: Recognizer, bundle: AcousticBundle, *, w
     total = (time.perf_counter() - started) / max(chunks, 1)  # everything one stream costs per chunk of audio, alone
     frames = chunk / model.geometry.stride  # frames per chunk of audio
     # frames per call: the cached graph's chunk option, or a chunked transformer's own chunk (app.asr.chunked_stream)
-    compute = getattr(stream.graph, "chunk_frames", stream_options.cached_chunk_frames) if stream.graph is not None else stream_options.chunk_frames
+    compute = (stream.graph.chunk_frames or stream_options.cached_chunk_frames) if stream.graph is not None else stream_options.chunk_frames
     alone, batched = _acoustic_per_frame(model, frames=compute, batch=batch)
     decode = max(total - alone * frames, 0.0)
     cost = batched * frames + decode / max(workers, 1)
@@ -93,7 +93,7 @@ def _acoustic_per_frame(model: object, *, frames: int, batch: int, repeats: int 
         x = (0.05 * rng.standard_normal((1, window))).astype(np.float32)
         best = min(_timed(lambda: model.run(x)) for _ in range(repeats)) / frames
         return best, best
-    samples = (0.05 * rng.standard_normal(frames * graph.stride + getattr(graph, "lookahead_samples", 0))).astype(np.float32)
+    samples = (0.05 * rng.standard_normal(frames * graph.stride + (graph.lookahead_samples or 0))).astype(np.float32)
 
     def run(n: int) -> float:
         states = [graph.new_state() for _ in range(n)]

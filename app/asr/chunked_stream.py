@@ -73,12 +73,12 @@ class ChunkedStreamGraph:
     """The chunked streaming path of one Whisper-CTC model (one ONNX session, shared by every stream)."""
 
     stride = STRIDE
-    lookahead_samples = LOOKAHEAD
+    lookahead_samples: int | None = LOOKAHEAD
 
     def __init__(self, session: object, spec: ChunkedStreamingSpec) -> None:
         self.session = session
         self.spec = spec
-        self.chunk_frames = spec.chunk_frames
+        self.chunk_frames: int | None = spec.chunk_frames
         names = {i.name for i in session.get_inputs()} | {i.name for i in session.get_overridable_initializers()}  # type: ignore[attr-defined]
         missing = {"waveform", "skip", "frames", "offset", "cache", "cache_valid", "chunked"} - names
         if missing:
@@ -88,7 +88,7 @@ class ChunkedStreamGraph:
         # fills the int8 GEMMs, and stacking streams copies every cache in and out, so a chunk costs less alone;
         # on a GPU the call overhead dominates and streams share calls
         providers = getattr(session, "get_providers", lambda: ["CPUExecutionProvider"])()
-        self.max_batch = 64 if providers[:1] == ["CUDAExecutionProvider"] else 1
+        self.max_batch: int | None = 64 if providers[:1] == ["CUDAExecutionProvider"] else 1
         self.calls = 0
         self.rows = 0
 

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -26,6 +25,7 @@ import onnxruntime as ort
 from app.asr import allocator
 from app.asr.errors import InvalidAudio
 from app.asr.manifest import Manifest
+from app.asr.stream_protocol import CachedStreamGraph
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,8 @@ class AcousticModel:
         self.input_name = session.get_inputs()[0].name
         self.output_name = session.get_outputs()[0].name
         self.long_runs = threading.Lock()  # runs of SHRINK_FROM_SAMPLES or more take turns (see there)
-        # the cached streaming path, an app.asr.stream_graph.StreamGraph set by app.asr.bundle when the graph has one
-        # (typed loosely: stream_graph builds on this module, not the other way round)
-        self.streaming: Any = None
+        # the cached streaming path (app.asr.stream_graph or app.asr.chunked_stream), set by app.asr.bundle when the graph has one
+        self.streaming: CachedStreamGraph | None = None
         providers = getattr(session, "get_providers", lambda: ["CPUExecutionProvider"])()  # stand-in sessions in tests have none
         self.on_gpu = providers[:1] == ["CUDAExecutionProvider"]
 

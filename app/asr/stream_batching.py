@@ -87,7 +87,7 @@ class StreamScheduler:
                 lane.wakeup.clear()
                 await lane.wakeup.wait()
                 continue
-            size = min(self.max_batch, getattr(graph, "max_batch", self.max_batch))  # a graph may gain nothing from company (chunked_stream)
+            size = min(self.max_batch, graph.max_batch or self.max_batch)  # a graph may gain nothing from company (chunked_stream)
             batch, lane.queue = lane.queue[:size], lane.queue[size:]
             lane.in_flight += 1
             task = loop.run_in_executor(self.executor, graph.run, [r for r, _ in batch])

@@ -60,6 +60,10 @@ class ChunkRequest:
 class StreamGraph:
     """The cached streaming path of one acoustic model (one ONNX session, shared by every stream)."""
 
+    chunk_frames: int | None = None  # the stream's `cached_chunk_frames` decides
+    lookahead_samples: int | None = None  # the geometry's right padding
+    max_batch: int | None = None  # batching across streams pays: the scheduler's limit
+
     def __init__(self, model: AcousticModel, spec: StreamingSpec) -> None:
         geometry = model.geometry
         if not geometry.exact:
@@ -119,6 +123,9 @@ class StreamGraph:
             return None
         chunk, state.pending = state.pending[: frames * self.stride], state.pending[frames * self.stride :]
         return ChunkRequest(state, chunk, frames)
+
+    def restart(self, state: GraphState) -> None:
+        """A convolutional cache carries on across finals: nothing to do."""
 
     def run(self, requests: list[ChunkRequest]) -> None:
         """Compute every request's frames (into `request.result`) and advance its state.

@@ -282,8 +282,9 @@ class Stream:
         self._new_utterance()
         self.utterance_start = start + len(emissions)
         self.last_partial = ""
-        if self.graph is not None and hasattr(self.graph, "restart"):  # chunked streaming: the next utterance is a new segment
+        if self.graph is not None:  # chunked streaming: the next utterance is a new segment (a convolutional cache carries on)
             self.graph.restart(self.graph_state)
+        if self.graph is not None and self._whole_finals:  # the finished utterance's audio is no longer needed
             keep_from = self.model.geometry.span(self.utterance_start, self.utterance_start + 1)[0]
             if keep_from > self.offset:
                 self.buffer = self.buffer[keep_from - self.offset :]
