@@ -284,9 +284,8 @@ class Stream:
         self.last_partial = ""
         if self.graph is not None:  # chunked streaming: the next utterance is a new segment (a convolutional cache carries on)
             self.graph.restart(self.graph_state)
-        if self.graph is not None and self._whole_finals:  # the finished utterance's audio is no longer needed
             keep_from = self.model.geometry.span(self.utterance_start, self.utterance_start + 1)[0]
-            if keep_from > self.offset:
+            if self._whole_finals and keep_from > self.offset:  # the finished utterance's audio is no longer needed
                 self.buffer = self.buffer[keep_from - self.offset :]
                 self.offset = keep_from
         self.recognizer.present(transcript, self.options)  # finals punctuated; partials (_greedy_text) stay raw

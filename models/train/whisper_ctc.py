@@ -104,12 +104,7 @@ def frozen_states(model: WhisperCTC, clips: Sequence[Clip], freeze: int, directo
         if path.is_file():
             states += torch.load(path, weights_only=True)
             continue
-        out = []
-        for clip in shard:
-            wave = torch.from_numpy(clip.audio.astype(np.float32) / 32768.0)[None]
-            x = model.stem(model.frontend(wave))
-            x = model.encode(x, torch.tensor([x.shape[1]]), stop=freeze, chunked=chunked)
-            out.append(x[0].to(torch.float16).clone())
+        out = [frozen_batch(model, [clip.audio.astype(np.float32) / 32768.0], freeze, chunked=chunked)[0][0].to(torch.float16) for clip in shard]
         torch.save(out, path)
         states += out
         done = shard_start + len(shard)
@@ -131,7 +126,7 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, config: TrainConfig, ge
                 start = int(torch.randint(0, n - width, (1,), generator=generator))
                 x[row, start : start + width] = mean
     if config.channel_dropout > 0:
-        keep = (torch.rand(b, 1, d, generator=generator) >= config.channel_dropout).to(x.dtype)
+        keep = (torch.rand(b, 1, d, generator=generator) >= config.channel_dropout).to(device=x.device, dtype=x.dtype)
         x = x * keep / (1 - config.channel_dropout)
     return x
 
@@ -197,7 +192,7 @@ def greedy_wer(model: WhisperCTC, states: Sequence[torch.Tensor], texts: Sequenc
 def pack_init(model: WhisperCTC, path: Path, *, int8_blocks: bool = True) -> None:
     """Write a whole model (stem, every block, head) as one `--init` file small enough to travel to a GPU
     machine, where Whisper's 145 MB model.bin does not fit the transfer limit: float16, and with
-    `int8_blocks` each block matrix as int8 per row with a float32 scale (about 23 MB for base; the
+    `int8_blocks` each block matrix as int8 per row with a float32 scale (21.4 MiB for base; the
     rounding is fine-tuned away when every block trains). The stem and positions stay float16, exactly
     Whisper's values, so a checkpoint trained from this file loads back over the original model.bin."""
     state: dict[str, Any] = {}
@@ -210,9 +205,15 @@ def pack_init(model: WhisperCTC, path: Path, *, int8_blocks: bool = True) -> Non
     torch.save({"model_config": model.config.to_json(), "model": state, "packed_init": True}, path)
 
 
+def is_packed(init: Path) -> bool:
+    """A `pack_init` file (a whole model, head included) rather than Whisper's model.bin."""
+    return Path(init).suffix == ".pt"
+
+
 def load_init(init: Path, **overrides: Any) -> WhisperCTC:
-    """`--init`: Whisper's CTranslate2 model.bin (a fresh head), or a whole model written by `pack_init`."""
-    if Path(init).suffix != ".pt":
+    """`--init`: Whisper's CTranslate2 model.bin (a fresh head), or a whole model written by `pack_init`,
+    whose saved configuration the run's flags (`overrides`: chunking, mel floor) replace; its head keeps its tokens."""
+    if not is_packed(init):
         return load_whisper_ctc(init, **overrides)
     saved = torch.load(init, map_location="cpu", weights_only=False)
     model = WhisperCTC(WhisperCTCConfig(**{**saved["model_config"], **{k: v for k, v in overrides.items() if k != "n_tokens"}}))
@@ -251,7 +252,7 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
     model = load_init(init, n_tokens=len(table), chunk_frames=config.chunk_frames, left_chunks=config.left_chunks if config.chunk_frames else 0,
                       mel_floor=mel_floor)  # fmt: skip
     torch.manual_seed(config.seed)
-    if Path(init).suffix != ".pt":  # a packed whole model brings its trained head
+    if not is_packed(init):  # a packed whole model brings its trained head
         torch.nn.init.normal_(model.head.weight, std=0.02)
         torch.nn.init.zeros_(model.head.bias)
         with torch.no_grad():
@@ -307,9 +308,10 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
         echo(f"resumed from {last_path} at step {step}, {elapsed / 60:.1f} min")
     generator = torch.Generator().manual_seed(config.seed + step)
     rng = np.random.default_rng(config.seed + step)
-    lengths = [train_frames[i] for i in train_idx]
-    batches = length_batches(lengths, max_samples=int(config.batch_seconds * 50), rng=rng, max_batch=config.max_batch)
-    if config.augment:  # the same length buckets, over waveforms, augmented in loader processes
+    if not config.augment:
+        lengths = [train_frames[i] for i in train_idx]
+        batches = length_batches(lengths, max_samples=int(config.batch_seconds * 50), rng=rng, max_batch=config.max_batch)
+    else:  # the same length buckets, over waveforms, augmented in loader processes
         waves = batch_stream([sets["train"][i] for i in train_idx], batch_seconds=config.batch_seconds, max_batch=config.max_batch,
                              augment=AugmentConfig(), seed=config.seed + step, workers=config.augment_workers)
     dropout = torch.nn.Dropout(config.dropout)
@@ -357,7 +359,6 @@ def finetune(train: Sequence[Clip], dev: dict[str, Sequence[Clip]], out: Path, *
                 rows, batch = next(waves)
                 idx = [train_idx[i] for i in rows]
                 x, frames = frozen_batch(model, batch, freeze, chunked=chunked)
-                x = x.cpu()
             else:
                 idx = [train_idx[i] for i in next(batches)]
                 x, frames = pad_states([cached[chunked]["train"][i] for i in idx])

@@ -2,7 +2,7 @@
 
 The device takes at most 64 MiB with the code: Whisper base's model.bin (145 MB) and the shared
 speech as it is (about 135 MB) do not fit. This writes `OUT/init.pt` (`pack_init`: the checkpoint
-over its model.bin, blocks int8 per row, about 23 MB) and every manifest's clips re-encoded as
+over its model.bin, blocks int8 per row, 21.4 MiB for base) and every manifest's clips re-encoded as
 Ogg/Opus at about 14 kbit/s under `OUT/<name>/` with a manifest of relative paths, then
 `scripts/gpu/whisper-ctc.sh` trains on them there (docs/training.md):
 
